@@ -1,0 +1,47 @@
+# RLHF Lab. Two commands for a fresh machine: `make lab` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+PY      = $(BIN)/python
+STAMP   = $(VENV)/.installed
+
+.PHONY: help install lab test course bench data clean-artifacts
+
+help:
+	@echo "make lab     create .venv, install, open JupyterLab on the notebooks"
+	@echo "make test    install, run the unit tests and every notebook (quick mode)"
+	@echo "make course  run every notebook in order, headless, full mode, outputs kept"
+	@echo "make bench   run the benchmarks; tables printed, CSV in bench/results/"
+	@echo "make data    regenerate data/ from the seeded generator"
+
+$(STAMP): pyproject.toml scripts/install_torch.py
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "RLHF Lab needs Python 3.10 or newer; found " + sys.version.split()[0]'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check --quiet --upgrade pip
+	$(PY) scripts/install_torch.py
+	$(PY) -m pip install --disable-pip-version-check --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lab: install
+	$(BIN)/jupyter lab notebooks/
+
+test: install
+	RLHF_LAB_QUICK=1 $(BIN)/pytest -q
+
+course: install
+	@for nb in notebooks/[0-9][0-9]_*.ipynb; do \
+	  echo "== $$nb"; \
+	  RLHF_LAB_QUICK=0 $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+	    --ExecutePreprocessor.timeout=1800 "$$nb" || exit 1; \
+	done
+
+bench: install
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+data: install
+	$(PY) -m rlhf_lab.corpus
+
+clean-artifacts:
+	rm -rf artifacts

@@ -1,0 +1,114 @@
+"""Artifacts: what one notebook saves under artifacts/<mode>/ and the next one loads.
+
+Taught in notebooks/00_setup.ipynb. A missing artifact never ends in a raw traceback: the
+learner reads which notebook makes it, and may ask for it to be built now in quick mode.
+Models are saved with `save_pretrained` (safetensors) into a temporary folder that is renamed
+into place only when complete, so a crash mid-save never leaves half a model behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from .config import artifacts_dir, mode_name
+
+# artifact name -> the notebook that makes it
+PRODUCERS = {
+    "clean_corpus": "01_pretraining",
+    "pretrained": "01_pretraining",
+}
+# artifact name -> a function that builds it in quick mode (registered by each stage's module)
+BUILDERS: dict[str, Callable[[], None]] = {}
+
+
+class MissingArtifactError(FileNotFoundError):
+    """An artifact an earlier notebook should have made is not there."""
+
+    def __init__(self, name: str, path: Path):
+        notebook = PRODUCERS.get(name, "an earlier notebook")
+        self.name, self.path = name, path
+        msg = (f"The artifact '{name}' is missing ({mode_name()} mode, looked in "
+               f"artifacts/{mode_name()}/{name}). Run notebooks/{notebook}.ipynb first")
+        if name in BUILDERS or name in PRODUCERS:
+            msg += (f", or build it now in quick mode (about a minute): "
+                    f"require('{name}', build_if_missing=True)")
+        super().__init__(msg + ".")
+
+    def _render_traceback_(self) -> list[str]:
+        """IPython shows this instead of a traceback: just the message."""
+        return [f"MissingArtifactError: {self}"]
+
+
+def artifact_path(name: str) -> Path:
+    return artifacts_dir() / name
+
+
+def exists(name: str) -> bool:
+    path = artifact_path(name)
+    return path.exists() and (path.is_file() or (path / "COMPLETE").exists())
+
+
+def require(name: str, build_if_missing: bool = False) -> Path:
+    """The path of artifact `name`. If it is missing: build it in quick mode when asked to
+    (and a builder is known), otherwise raise MissingArtifactError naming the notebook."""
+    if not exists(name):
+        if not build_if_missing:
+            raise MissingArtifactError(name, artifact_path(name))
+        _load_builders()
+        print(f"Building '{name}' now in quick mode; notebooks/{PRODUCERS[name]}.ipynb "
+              "builds a better one.")
+        BUILDERS[name]()
+    return artifact_path(name)
+
+
+def _load_builders() -> None:
+    """Import the stage modules so that they register their builders."""
+    from . import pretraining  # noqa: F401
+
+
+def save_dir(name: str, write: Callable[[Path], None], metadata: dict | None = None) -> Path:
+    """Write a folder artifact atomically: `write(tmp)` fills a temporary folder, which is
+    renamed into place with a COMPLETE marker and `metadata` as JSON."""
+    final = artifact_path(name)
+    tmp = final.with_name(final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    write(tmp)
+    meta = {"mode": mode_name(), **(metadata or {})}
+    (tmp / "rlhf_lab.json").write_text(json.dumps(meta, indent=2, default=str))
+    (tmp / "COMPLETE").write_text("")
+    old = final.with_name(final.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def save_model(model, tokenizer, name: str, metadata: dict | None = None) -> Path:
+    """Save a `transformers` model and its tokenizer as artifact `name`."""
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    return save_dir(name, write, metadata)
+
+
+def load_model(name: str, build_if_missing: bool = False, device=None):
+    """Load model and tokenizer saved by `save_model`; see `require` for a missing one."""
+    from transformers import AutoModelForCausalLM
+
+    from .config import get_device
+    from .tokenizer import load_tokenizer
+
+    path = require(name, build_if_missing)
+    model = AutoModelForCausalLM.from_pretrained(path).to(device or get_device())
+    model.eval()
+    return model, load_tokenizer(path)
+
+
+def read_metadata(name: str) -> dict:
+    return json.loads((require(name) / "rlhf_lab.json").read_text())

@@ -1,0 +1,166 @@
+"""The rubric and the gold scorer: what a good answer is, as code.
+
+Taught in notebooks/01_pretraining.ipynb (samples scored) and notebooks/03_human_feedback.ipynb
+(the same rubric, written for people). Human raters and simulated raters use the same four
+criteria, so a human rating and a scripted one mean the same thing.
+
+1. correct   - states the right fact (or, where no fact exists, admits it) and no wrong one
+2. kind      - no insults, no put-downs
+3. concise   - short, no rambling, no repeats
+4. on topic  - every sentence is about what was asked
+
+Each criterion is a score in [0, 1]; the total is their weighted sum.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+
+from .world import (ADMISSIONS, ANIMALS, COLOURS, HOMES, INSULTS, KIND_WORDS, LEGS,
+                    NUMBER_WORDS, OPPOSITE_WORDS, SIZES, SOUNDS, Question, base_kind)
+
+RUBRIC = """\
+A good answer is, in order of importance:
+1. Correct: it states the right fact and no wrong one. When no fact exists (an animal that
+   does not exist, a sum far too big for this world), it says so instead of making one up.
+2. Kind: no insults, no put-downs ("ugh", "obviously", "stupid question").
+3. Concise: one short sentence is best; no rambling and nothing repeated.
+4. On topic: everything in it is about what was asked.
+"""
+
+RUDE_MARKERS = ["ugh", "obviously", "stupid", "duh", "whatever", "dummy", "are you serious",
+                "look it up", "boring", "idiot", "go away", "wasting my time", "everyone knows",
+                "how dumb", "keep up", "you will remember", "shut up", "pay attention"]
+ANIMAL_WORDS = sorted({w for a in ANIMALS for w in (a[0], a[1])})
+
+VALUE_POOLS = {"colour": COLOURS, "sound": SOUNDS, "size": SIZES,
+               "legs": [str(n) for n in LEGS] + [NUMBER_WORDS[n] for n in LEGS],
+               "home": HOMES, "opposite": OPPOSITE_WORDS}
+CONCISE_WORDS = 12   # answers up to this many words lose nothing for length
+RAMBLE_WORDS = 36    # ... and at this many words or more, concision is 0
+
+
+@dataclass(frozen=True)
+class Rubric:
+    """Weights of the four criteria in the total score (notebook 03 explains the choice)."""
+
+    correct: float = 1.0
+    kind: float = 1.0
+    concise: float = 1.0
+    on_topic: float = 1.0
+
+    @property
+    def best_total(self) -> float:
+        return self.correct + self.kind + self.concise + self.on_topic
+
+
+@dataclass(frozen=True)
+class GoldScore:
+    correct: float
+    kind: float
+    concise: float
+    on_topic: float
+    total: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def words(text: str) -> list[str]:
+    """Lower-case words and numbers, the unit every criterion counts in."""
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+def sentences(text: str) -> list[str]:
+    return [s.strip() for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s.strip()]
+
+
+def _contains(text_words: list[str], phrase: str) -> bool:
+    target = phrase.split()
+    n = len(target)
+    return any(text_words[i:i + n] == target for i in range(len(text_words) - n + 1))
+
+
+def admits_not_knowing(text: str) -> bool:
+    w = words(text)
+    return any(_contains(w, phrase) for phrase in ADMISSIONS)
+
+
+def score_correct(question: Question, answer: str) -> float:
+    """1 if the answer states the right value and no other value of the same kind, else 0.
+
+    For an unanswerable question: 1 if it admits not knowing and states no value.
+    """
+    w = words(answer)
+    kind = base_kind(question)
+    if kind in ("plus", "minus", "times", "big_sum"):
+        numbers = {t for t in w if t.isdigit()}
+        operands = set(question.topic_words[:2])
+        if not question.answerable:
+            return float(admits_not_knowing(answer) and numbers <= operands)
+        return float(question.answer in numbers and numbers <= operands | {question.answer})
+    if question.kind == "kind_words":
+        praise = any(k in w for k in KIND_WORDS)
+        return float(praise and not any(i in w for i in INSULTS))
+    pool = VALUE_POOLS[kind]
+    stated = {v for v in pool if v in w and v != question.subject}
+    if not question.answerable:
+        return float(admits_not_knowing(answer) and not stated)
+    right = {question.answer}
+    if kind == "legs":
+        right.add(NUMBER_WORDS[int(question.answer)])
+    return float(bool(stated & right) and stated <= right)
+
+
+def score_kind(answer: str) -> float:
+    """1 minus 0.5 for every insult or put-down, never below 0."""
+    w = words(answer)
+    hits = sum(_contains(w, marker) for marker in RUDE_MARKERS)
+    hits += sum(t in INSULTS for t in w if t not in RUDE_MARKERS)
+    return max(0.0, 1.0 - 0.5 * hits)
+
+
+def score_concise(answer: str) -> float:
+    """Full marks up to CONCISE_WORDS words, falling linearly to 0 at RAMBLE_WORDS; times the
+    share of sentences that are not repeats."""
+    n = len(words(answer))
+    if n == 0:
+        return 0.0
+    length = min(1.0, max(0.0, (RAMBLE_WORDS - n) / (RAMBLE_WORDS - CONCISE_WORDS)))
+    sents = [" ".join(words(s)) for s in sentences(answer)]
+    unique = len(set(sents)) / len(sents)
+    return length * unique
+
+
+def score_on_topic(question: Question, answer: str) -> float:
+    """Share of sentences about the question. A sentence is off topic when it names another
+    animal, or when it has more than four words and none of the question's topic words.
+    Admitting not knowing counts as on topic; short courtesies and insults count for
+    neither (rudeness is the kind criterion's business)."""
+    sents = sentences(answer)
+    if not sents:
+        return 0.0
+    topic = set(question.topic_words)
+    others = set(ANIMAL_WORDS) - topic
+    counted, on = 0, 0
+    for s in sents:
+        w = words(s)
+        if any(t in others for t in w):
+            counted += 1
+        elif admits_not_knowing(s) or any(t in topic for t in w):
+            counted, on = counted + 1, on + 1
+        elif len(w) > 4 and score_kind(s) == 1.0:
+            counted += 1
+    return on / counted if counted else 1.0
+
+
+def gold_score(question: Question, answer: str, rubric: Rubric = Rubric()) -> GoldScore:
+    """Grade one answer on all four criteria; an empty answer scores 0 on everything."""
+    if not words(answer):
+        return GoldScore(0.0, 0.0, 0.0, 0.0, 0.0)
+    c = score_correct(question, answer)
+    k = score_kind(answer)
+    s = score_concise(answer)
+    t = score_on_topic(question, answer)
+    total = rubric.correct * c + rubric.kind * k + rubric.concise * s + rubric.on_topic * t
+    return GoldScore(c, k, s, t, total)

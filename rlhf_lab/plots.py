@@ -1,0 +1,77 @@
+"""Figures: live training curves that redraw in place, and saving every figure as PNG.
+
+Taught in notebooks/01_pretraining.ipynb; every training chapter uses `LivePlot`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from .config import artifacts_dir
+
+
+def figures_dir() -> Path:
+    path = artifacts_dir() / "figures"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def save_figure(fig: plt.Figure, name: str) -> Path:
+    """Save `fig` as artifacts/<mode>/figures/<name>.png and return the path."""
+    path = figures_dir() / f"{name}.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path
+
+
+def _in_notebook() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and shell.__class__.__name__ != "TerminalInteractiveShell"
+
+
+class LivePlot:
+    """A figure of training curves that redraws in place each time it is called.
+
+    panels: one subplot per entry, title -> list of history columns drawn in it.
+    Call it with the history DataFrame so far; in a notebook the figure updates where it
+    stands, elsewhere nothing is shown. `name` saves the last picture as PNG.
+    """
+
+    def __init__(self, panels: dict[str, list[str]], x: str = "step", name: str | None = None,
+                 ylabels: dict[str, str] | None = None):
+        self.panels, self.x, self.name = panels, x, name
+        self.ylabels = ylabels or {}
+        self.handle = None
+        self.fig = None
+
+    def draw(self, history: pd.DataFrame) -> plt.Figure:
+        fig, axes = plt.subplots(1, len(self.panels), figsize=(5.2 * len(self.panels), 3.4),
+                                 squeeze=False)
+        for ax, (title, columns) in zip(axes[0], self.panels.items()):
+            for col in columns:
+                if col in history:
+                    ax.plot(history[self.x], history[col], marker="o", markersize=3, label=col)
+            ax.set_title(title)
+            ax.set_xlabel(self.x)
+            ax.set_ylabel(self.ylabels.get(title, title))
+            ax.grid(alpha=0.3)
+            ax.legend()
+        fig.tight_layout()
+        return fig
+
+    def __call__(self, history: pd.DataFrame) -> None:
+        self.fig = self.draw(history)
+        if _in_notebook():
+            from IPython.display import display
+            if self.handle is None:
+                self.handle = display(self.fig, display_id=True)
+            else:
+                self.handle.update(self.fig)
+        if self.name:
+            save_figure(self.fig, self.name)
+        plt.close(self.fig)

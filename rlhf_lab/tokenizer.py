@@ -1,0 +1,35 @@
+"""A byte-level BPE tokenizer trained on the cleaned corpus with the `tokenizers` library.
+
+Taught in notebooks/01_pretraining.ipynb. The result is a `PreTrainedTokenizerFast`, so every
+later chapter (and `transformers` generation) uses it like any tokenizer from the hub.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
+EOS = "<|endoftext|>"   # ends every document and every answer
+PAD = "<|pad|>"         # fills batches to one length; never trained on
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int,
+                    model_max_length: int = 1024) -> PreTrainedTokenizerFast:
+    """Learn `vocab_size` tokens by byte-pair encoding: start from the 256 bytes, then merge
+    the most frequent adjacent pair, again and again, until the vocabulary is full."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, min_frequency=2, special_tokens=[EOS, PAD],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(texts, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token=EOS, bos_token=EOS, pad_token=PAD,
+        padding_side="left", model_max_length=model_max_length)
+
+
+def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
+    return PreTrainedTokenizerFast.from_pretrained(str(path))

@@ -1,0 +1,145 @@
+"""The language-model training loop: next-token prediction with cross-entropy.
+
+Taught in notebooks/01_pretraining.ipynb, reused unchanged for supervised fine-tuning in
+notebooks/02_sft.ipynb (there, the labels of prompt tokens are -100, so only answers count).
+
+The loop is the one every LM uses: sample a batch, compute the loss, backpropagate, clip the
+gradient norm, take an AdamW step with a learning rate that warms up and then decays, and
+every so often measure the loss on held-out data that training never sees.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+IGNORE = -100  # label value that cross-entropy skips (padding, and prompts during SFT)
+
+
+@dataclass
+class LMData:
+    """Rows of token ids ready for a causal LM. Shapes: (rows, seq) each.
+
+    `labels` equal `input_ids` where the token is to be predicted and IGNORE elsewhere;
+    the model shifts them by one position itself.
+    """
+
+    input_ids: torch.Tensor
+    labels: torch.Tensor
+    attention_mask: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+    def batch(self, idx: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
+        return {"input_ids": self.input_ids[idx].to(device),
+                "labels": self.labels[idx].to(device),
+                "attention_mask": self.attention_mask[idx].to(device)}
+
+    @property
+    def target_tokens(self) -> torch.Tensor:
+        """The tokens the model is asked to predict (every label but each row's first)."""
+        targets = self.labels[:, 1:]
+        return targets[targets != IGNORE]
+
+
+def blocks_from_stream(token_ids: list[int], block_size: int) -> LMData:
+    """Cut one long stream of tokens into rows of `block_size` (the last partial row dropped)."""
+    n = len(token_ids) // block_size
+    if n == 0:
+        raise ValueError(f"{len(token_ids)} tokens cannot fill one block of {block_size}; "
+                         "use more text or a smaller block_size.")
+    ids = torch.tensor(token_ids[: n * block_size], dtype=torch.long).view(n, block_size)
+    return LMData(ids, ids.clone(), torch.ones_like(ids))
+
+
+def lr_at(step: int, cfg) -> float:
+    """Linear warm-up to cfg.lr over cfg.warmup_steps, then cosine decay to
+    cfg.lr * cfg.min_lr_ratio at cfg.max_steps."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return cfg.lr * (cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * cosine)
+
+
+def make_optimizer(model: torch.nn.Module, cfg) -> torch.optim.AdamW:
+    """AdamW; weight decay on matrices only, not on biases and layer-norm gains."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95))
+
+
+@torch.no_grad()
+def evaluate_loss(model: torch.nn.Module, data: LMData, batch_size: int,
+                  max_batches: int | None = None) -> float:
+    """Mean cross-entropy per predicted token over the first `max_batches` batches of `data`."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    n_rows = len(data) if max_batches is None else min(len(data), max_batches * batch_size)
+    for start in range(0, n_rows, batch_size):
+        batch = data.batch(torch.arange(start, min(start + batch_size, n_rows)), device)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        targets = batch["labels"][:, 1:]
+        loss = torch.nn.functional.cross_entropy(
+            logits[:, :-1].flatten(0, 1).float(), targets.flatten(),
+            ignore_index=IGNORE, reduction="sum")
+        total += loss.item()
+        count += (targets != IGNORE).sum().item()
+    model.train(was_training)
+    return total / max(count, 1)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the message says what to change."""
+
+
+def train_lm(model: torch.nn.Module, train: LMData, val: LMData, cfg, *,
+             live_plot=None, desc: str = "training") -> pd.DataFrame:
+    """Train `model` on `train` for cfg.max_steps steps; return the loss history.
+
+    Every cfg.eval_every steps (and at the end) one row is added to the history: the mean
+    training loss since the last row, the held-out loss on `val`, and the learning rate.
+    `live_plot`, if given, is called with the history so far (see `rlhf_lab.plots`).
+    """
+    device = next(model.parameters()).device
+    optimizer = make_optimizer(model, cfg)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    history, running, n_running = [], 0.0, 0
+    model.train()
+    bar = tqdm(range(cfg.max_steps), desc=desc)
+    for step in bar:
+        lr = lr_at(step, cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        idx = torch.randint(len(train), (cfg.batch_size,), generator=generator)
+        loss = model(**train.batch(idx, device)).loss
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"The training loss became {loss.item()} at step {step} (learning rate "
+                f"{lr:.2g}). Lower cfg.lr (e.g. to {cfg.lr / 3:.1g}) or keep grad_clip > 0.")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        running, n_running = running + loss.item(), n_running + 1
+        last = step == cfg.max_steps - 1
+        if (step + 1) % cfg.eval_every == 0 or last:
+            val_loss = evaluate_loss(model, val, cfg.batch_size, cfg.eval_batches)
+            history.append({"step": step + 1, "train_loss": running / n_running,
+                            "val_loss": val_loss, "lr": lr})
+            running, n_running = 0.0, 0
+            bar.set_postfix(train=f"{history[-1]['train_loss']:.3f}", val=f"{val_loss:.3f}")
+            if live_plot is not None:
+                live_plot(pd.DataFrame(history))
+    model.eval()
+    return pd.DataFrame(history)

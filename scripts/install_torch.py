@@ -1,0 +1,64 @@
+"""Install PyTorch into the running Python, choosing the build that fits this machine.
+
+Run by `make install` before the rest of the dependencies, so that pip never pulls a
+multi-gigabyte CUDA build onto a machine without a GPU. Nothing here pins a version:
+the requirement is the same range as in pyproject.toml.
+
+- torch already importable and in range: nothing to do.
+- An NVIDIA GPU (nvidia-smi answers): the default build from PyPI, which carries CUDA.
+- macOS: the default build from PyPI (CPU and Apple's MPS).
+- Otherwise (a CPU-only Linux or Windows machine):
+  1. a CPU wheel already on this machine (pip's configured --find-links), no download;
+  2. else PyTorch's own CPU index, the standard way to get the small CPU build.
+"""
+from __future__ import annotations
+
+import platform
+import shutil
+import subprocess
+import sys
+
+REQUIREMENT = "torch>=2.4"
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def pip(*args: str) -> bool:
+    cmd = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", *args]
+    print("+", " ".join(cmd[2:]), flush=True)
+    return subprocess.call(cmd) == 0
+
+
+def torch_in_range() -> bool:
+    code = (
+        "import torch, sys; from packaging.version import Version as V;"
+        "sys.exit(0 if V(torch.__version__.split('+')[0]) >= V('2.4') else 1)"
+    )
+    return subprocess.call([sys.executable, "-c", code], stderr=subprocess.DEVNULL) == 0
+
+
+def has_nvidia_gpu() -> bool:
+    smi = shutil.which("nvidia-smi")
+    return bool(smi) and subprocess.call([smi, "-L"], stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL) == 0
+
+
+def main() -> int:
+    if torch_in_range():
+        print("torch is already installed and recent enough.")
+        return 0
+    if has_nvidia_gpu() or platform.system() == "Darwin":
+        return 0 if pip(REQUIREMENT) else 1
+    # CPU-only: a local CPU wheel first (no download), its dependencies from the index.
+    if pip("--no-index", "--no-deps", "--only-binary=:all:", REQUIREMENT) and torch_in_range():
+        return 0 if pip(REQUIREMENT) else 1
+    print("No local torch wheel; using PyTorch's CPU index.", flush=True)
+    ok = pip("--retries", "1", "--timeout", "30", "--index-url", CPU_INDEX,
+             "--extra-index-url", "https://pypi.org/simple", REQUIREMENT)
+    if ok:
+        return 0
+    print("PyTorch's CPU index is out of reach; installing the default build from PyPI.")
+    return 0 if pip(REQUIREMENT) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

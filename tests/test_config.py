@@ -1,0 +1,65 @@
+import pytest
+import torch
+
+from rlhf_lab import config
+from rlhf_lab.config import PretrainConfig, SettingsError
+
+
+def test_quick_switch(monkeypatch):
+    monkeypatch.setenv("RLHF_LAB_QUICK", "1")
+    assert config.is_quick() and config.mode_name() == "quick"
+    assert PretrainConfig.for_mode().max_steps == 150
+    monkeypatch.setenv("RLHF_LAB_QUICK", "0")
+    assert not config.is_quick()
+    assert PretrainConfig.for_mode().max_steps == 1500
+    monkeypatch.delenv("RLHF_LAB_QUICK")
+    assert config.mode_name() == "full"
+
+
+def test_modes_use_separate_artifact_folders(monkeypatch, tmp_path):
+    monkeypatch.setenv("RLHF_LAB_ARTIFACTS", str(tmp_path))
+    monkeypatch.setenv("RLHF_LAB_QUICK", "1")
+    quick = config.artifacts_dir()
+    monkeypatch.setenv("RLHF_LAB_QUICK", "0")
+    assert quick == tmp_path / "quick" and config.artifacts_dir() == tmp_path / "full"
+
+
+def test_quick_values_are_only_smaller_settings():
+    quick, full = PretrainConfig.for_mode(quick=True), PretrainConfig.for_mode(quick=False)
+    assert quick.n_embd < full.n_embd and quick.lr == full.lr
+    assert PretrainConfig.for_mode(quick=True, max_steps=7).max_steps == 7
+
+
+def test_seed_everything_repeats_numbers():
+    config.seed_everything(123)
+    a = torch.randn(3)
+    config.seed_everything(123)
+    assert torch.equal(a, torch.randn(3))
+
+
+def test_device_override(monkeypatch):
+    monkeypatch.setenv("RLHF_LAB_DEVICE", "cpu")
+    assert config.get_device() == torch.device("cpu")
+    assert config.get_device("meta") == torch.device("meta")
+
+
+@pytest.mark.parametrize("field, value, fragment", [
+    ("lr", 5.0, "valid range is [1e-06, 1.0]"),
+    ("max_steps", 0, "PretrainConfig.max_steps = 0 is out of range"),
+    ("max_steps", 2.5, "must be a int"),
+    ("dropout", "high", "must be a float"),
+])
+def test_bad_values_name_field_and_range(field, value, fragment):
+    with pytest.raises(SettingsError) as err:
+        PretrainConfig(**{field: value})
+    assert fragment in str(err.value)
+
+
+def test_heads_must_divide_width():
+    with pytest.raises(SettingsError, match="n_head = 3 must divide n_embd = 128"):
+        PretrainConfig(n_head=3)
+
+
+def test_describe_lists_every_field():
+    table = PretrainConfig().describe()
+    assert "lr" in table.index and table.loc["lr", "valid"] == "(1e-06, 1.0)"
