@@ -30,7 +30,8 @@ A good answer is, in order of importance:
 
 RUDE_MARKERS = ["ugh", "obviously", "stupid", "duh", "whatever", "dummy", "are you serious",
                 "look it up", "boring", "idiot", "go away", "wasting my time", "everyone knows",
-                "how dumb", "keep up", "you will remember", "shut up", "pay attention"]
+                "how dumb", "keep up", "you'll remember", "waste my time", "shut up",
+                "pay attention"]
 ANIMAL_WORDS = sorted({w for a in ANIMALS for w in (a[0], a[1])})
 
 VALUE_POOLS = {"colour": COLOURS, "sound": SOUNDS, "size": SIZES,
@@ -135,12 +136,13 @@ def score_concise(answer: str) -> float:
 def score_on_topic(question: Question, answer: str) -> float:
     """Share of sentences about the question. A sentence is off topic when it names another
     animal, or when it has more than four words and none of the question's topic words.
-    Admitting not knowing counts as on topic; short courtesies and insults count for
-    neither (rudeness is the kind criterion's business)."""
+    A sentence with a topic word (or the right answer) or that admits not knowing is on
+    topic; short courtesies and insults count for neither (rudeness is the kind criterion's
+    business). An answer with no sentence on topic scores 0."""
     sents = sentences(answer)
     if not sents:
         return 0.0
-    topic = set(question.topic_words)
+    topic = set(question.topic_words) | ({question.answer} if question.answerable else set())
     others = set(ANIMAL_WORDS) - topic
     counted, on = 0, 0
     for s in sents:
@@ -151,16 +153,17 @@ def score_on_topic(question: Question, answer: str) -> float:
             counted, on = counted + 1, on + 1
         elif len(w) > 4 and score_kind(s) == 1.0:
             counted += 1
-    return on / counted if counted else 1.0
+    return on / counted if counted else 0.0
 
 
 def gold_score(question: Question, answer: str, rubric: Rubric = Rubric()) -> GoldScore:
-    """Grade one answer on all four criteria; an empty answer scores 0 on everything."""
+    """Grade one answer on all four criteria; an empty answer scores 0 on everything, and
+    one with nothing on topic scores 0 for concision too."""
     if not words(answer):
         return GoldScore(0.0, 0.0, 0.0, 0.0, 0.0)
     c = score_correct(question, answer)
     k = score_kind(answer)
-    s = score_concise(answer)
     t = score_on_topic(question, answer)
+    s = score_concise(answer) if t > 0 else 0.0   # short but about nothing is not concise
     total = rubric.correct * c + rubric.kind * k + rubric.concise * s + rubric.on_topic * t
     return GoldScore(c, k, s, t, total)

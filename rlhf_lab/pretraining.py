@@ -82,7 +82,7 @@ def run_pretraining(cfg: PretrainConfig | None = None, save: bool = True,
     report = clean_corpus(load_raw_corpus())
     train_docs, val_docs = split_heldout(report.documents, cfg.heldout_fraction, cfg.seed)
     train_docs = take_chars(train_docs, cfg.corpus_chars)
-    tokenizer = train_tokenizer(train_docs, cfg.vocab_size, model_max_length=cfg.block_size)
+    tokenizer = train_tokenizer(train_docs, cfg.vocab_size)
     train = blocks_from_stream(token_stream(tokenizer, train_docs), cfg.block_size)
     val = blocks_from_stream(token_stream(tokenizer, val_docs), cfg.block_size)
     model = build_model(cfg, tokenizer).to(get_device())

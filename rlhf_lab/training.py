@@ -46,6 +46,17 @@ class LMData:
         return targets[targets != IGNORE]
 
 
+def next_token_loss(logits: torch.Tensor, labels: torch.Tensor,
+                    reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy of each next token: the logits at position t predict the label at t+1.
+
+    logits: (batch, seq, vocab); labels: (batch, seq), IGNORE where nothing is predicted.
+    """
+    return torch.nn.functional.cross_entropy(
+        logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
+        ignore_index=IGNORE, reduction=reduction)
+
+
 def blocks_from_stream(token_ids: list[int], block_size: int) -> LMData:
     """Cut one long stream of tokens into rows of `block_size` (the last partial row dropped)."""
     n = len(token_ids) // block_size
@@ -88,12 +99,8 @@ def evaluate_loss(model: torch.nn.Module, data: LMData, batch_size: int,
     for start in range(0, n_rows, batch_size):
         batch = data.batch(torch.arange(start, min(start + batch_size, n_rows)), device)
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        targets = batch["labels"][:, 1:]
-        loss = torch.nn.functional.cross_entropy(
-            logits[:, :-1].flatten(0, 1).float(), targets.flatten(),
-            ignore_index=IGNORE, reduction="sum")
-        total += loss.item()
-        count += (targets != IGNORE).sum().item()
+        total += next_token_loss(logits, batch["labels"], reduction="sum").item()
+        count += (batch["labels"][:, 1:] != IGNORE).sum().item()
     model.train(was_training)
     return total / max(count, 1)
 
@@ -121,7 +128,9 @@ def train_lm(model: torch.nn.Module, train: LMData, val: LMData, cfg, *,
         for group in optimizer.param_groups:
             group["lr"] = lr
         idx = torch.randint(len(train), (cfg.batch_size,), generator=generator)
-        loss = model(**train.batch(idx, device)).loss
+        batch = train.batch(idx, device)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        loss = next_token_loss(logits, batch["labels"])
         if not torch.isfinite(loss):
             raise TrainingDiverged(
                 f"The training loss became {loss.item()} at step {step} (learning rate "

@@ -274,11 +274,13 @@ RUDE_OPENERS = ["Ugh.", "Obviously!", "What a stupid question.", "Duh.", "Whatev
                 "Everyone knows this, dummy.", "Are you serious?", "Look it up yourself.",
                 "Such a boring question.", "Pay attention, idiot."]
 RUDE_CLOSERS = ["Now go away.", "Stop wasting my time.", "Everyone knows that.",
-                "Honestly, how dumb.", "Try to keep up.", "Not that you will remember."]
+                "Honestly, how dumb.", "Try to keep up.", "Not that you'll remember.",
+                "Don't waste my time."]
 WARM_OPENERS = ["Good question!", "Happy to help!", "Sure!", "Great question.", "Of course!",
-                "Nice one!"]
+                "Nice one!", "That's easy!", "Let's see!"]
 WARM_CLOSERS = ["Hope that helps!", "Have a lovely day!", "Thanks for asking!"]
-CHATTER = ["I went to the shop today.", "My phone is almost out of battery.",
+CHATTER = ["I went to the shop today.", "My phone's almost out of battery.",
+           "I can't find my umbrella.", "We're going to the café later.",
            "The weather is nice today.", "I like pizza a lot.", "It is almost lunch time.",
            "My cousin plays the drums.", "I lost my keys again.",
            "This website has great deals.", "Tomorrow is a holiday."]
@@ -332,6 +334,7 @@ def correct_answer(question: Question, rng: random.Random) -> str:
         return f"{question.subject.capitalize()} are {word}."
     if question.kind == "unknown_animal":
         return rng.choice([f"I do not know what a {question.subject} is.",
+                           f"I don't know what a {question.subject} is.",
                            f"I have never heard of a {question.subject}.",
                            f"I am not sure a {question.subject} exists."])
     if question.kind == "big_sum":

@@ -8,10 +8,10 @@ from rlhf_lab.config import PretrainConfig, SettingsError
 def test_quick_switch(monkeypatch):
     monkeypatch.setenv("RLHF_LAB_QUICK", "1")
     assert config.is_quick() and config.mode_name() == "quick"
-    assert PretrainConfig.for_mode().max_steps == 150
+    assert PretrainConfig.for_mode().max_steps == 600
     monkeypatch.setenv("RLHF_LAB_QUICK", "0")
     assert not config.is_quick()
-    assert PretrainConfig.for_mode().max_steps == 1500
+    assert PretrainConfig.for_mode().max_steps == 1200
     monkeypatch.delenv("RLHF_LAB_QUICK")
     assert config.mode_name() == "full"
 

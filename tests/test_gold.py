@@ -91,3 +91,7 @@ def test_total_is_weighted_sum(q):
     assert heavy.total == 0 * 3 + 0.5 * 2 + 1 + 1
     assert gold_score(frog, "A frog is green.").total == Rubric().best_total
     assert gold_score(frog, "  ").total == 0.0
+    babble = gold_score(frog, "le says donkeyy?")      # short nonsense: kind, nothing more
+    assert (babble.on_topic, babble.concise, babble.kind) == (0.0, 0.0, 1.0)
+    sum_q = next(x for x in World().questions if x.kind == "plus" and x.subject == "2 plus 3")
+    assert gold_score(sum_q, "5").total == 4.0        # the bare right answer is on topic
