@@ -31,7 +31,7 @@ class MissingArtifactError(FileNotFoundError):
         notebook = PRODUCERS.get(name, "an earlier notebook")
         self.name, self.path = name, path
         msg = (f"The artifact '{name}' is missing ({mode_name()} mode, looked in "
-               f"artifacts/{mode_name()}/{name}). Run notebooks/{notebook}.ipynb first")
+               f"{display_path(name)}). Run notebooks/{notebook}.ipynb first")
         if name in BUILDERS or name in PRODUCERS:
             msg += (f", or build it now in quick mode (about a minute): "
                     f"require('{name}', build_if_missing=True)")
@@ -44,6 +44,11 @@ class MissingArtifactError(FileNotFoundError):
 
 def artifact_path(name: str) -> Path:
     return artifacts_dir() / name
+
+
+def display_path(name: str) -> str:
+    """Where artifact `name` lives, as a learner sees it: artifacts/<mode>/<name>."""
+    return f"artifacts/{mode_name()}/{name}"
 
 
 def exists(name: str) -> bool:

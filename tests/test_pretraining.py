@@ -25,10 +25,10 @@ def pretrained(tmp_path_factory):
     mp.undo()
 
 
-def test_heldout_perplexity_beats_unigram_by_a_factor_of_five(pretrained):
-    # The unigram model ignores context (about 100-130 here); a model that learned
-    # anything from context must do far better. Measured: about 5 in quick mode.
-    assert pretrained.perplexity < pretrained.unigram_perplexity / 5
+def test_heldout_perplexity_beats_unigram_by_a_factor_of_twenty(pretrained):
+    # The unigram model ignores context (perplexity about 130 here); a model that learned
+    # from context must do far better. Measured with seed 0: 2.7 in quick mode.
+    assert pretrained.perplexity < pretrained.unigram_perplexity / 20
     assert pretrained.history.val_loss.iloc[-1] < pretrained.history.val_loss.iloc[0]
 
 
