@@ -17,8 +17,8 @@ from .config import artifacts_dir, mode_name
 
 # artifact name -> the notebook that makes it
 PRODUCERS = {
-    "clean_corpus": "01_pretraining",
     "pretrained": "01_pretraining",
+    "sft": "02_sft",
 }
 # artifact name -> a function that builds it in quick mode (registered by each stage's module)
 BUILDERS: dict[str, Callable[[], None]] = {}
@@ -28,14 +28,15 @@ class MissingArtifactError(FileNotFoundError):
     """An artifact an earlier notebook should have made is not there."""
 
     def __init__(self, name: str, path: Path):
-        notebook = PRODUCERS.get(name, "an earlier notebook")
         self.name, self.path = name, path
         msg = (f"The artifact '{name}' is missing ({mode_name()} mode, looked in "
-               f"{display_path(name)}). Run notebooks/{notebook}.ipynb first")
-        if name in BUILDERS or name in PRODUCERS:
-            msg += (f", or build it now in quick mode (about a minute): "
-                    f"require('{name}', build_if_missing=True)")
-        super().__init__(msg + ".")
+               f"{display_path(name)}).")
+        if name not in PRODUCERS:
+            msg += f" No notebook makes an artifact of that name; known: {sorted(PRODUCERS)}."
+        else:
+            msg += (f" Run notebooks/{PRODUCERS[name]}.ipynb first, or build it now in quick "
+                    f"mode (about a minute): require('{name}', build_if_missing=True).")
+        super().__init__(msg)
 
     def _render_traceback_(self) -> list[str]:
         """IPython shows this instead of a traceback: just the message."""
@@ -63,6 +64,8 @@ def require(name: str, build_if_missing: bool = False) -> Path:
         if not build_if_missing:
             raise MissingArtifactError(name, artifact_path(name))
         _load_builders()
+        if name not in BUILDERS:
+            raise MissingArtifactError(name, artifact_path(name))
         print(f"Building '{name}' now in quick mode; notebooks/{PRODUCERS[name]}.ipynb "
               "builds a better one.")
         BUILDERS[name]()
@@ -71,7 +74,7 @@ def require(name: str, build_if_missing: bool = False) -> Path:
 
 def _load_builders() -> None:
     """Import the stage modules so that they register their builders."""
-    from . import pretraining  # noqa: F401
+    from . import pretraining, sft  # noqa: F401
 
 
 def save_dir(name: str, write: Callable[[Path], None], metadata: dict | None = None) -> Path:

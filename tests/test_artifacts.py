@@ -19,8 +19,14 @@ def test_missing_artifact_names_the_notebook_and_the_quick_build():
     msg = str(err.value)
     assert "Run notebooks/01_pretraining.ipynb first" in msg
     assert "require('pretrained', build_if_missing=True)" in msg
+    assert "artifacts/quick/pretrained" in msg
     # IPython shows the message alone, not a traceback
     assert err.value._render_traceback_() == [f"MissingArtifactError: {msg}"]
+
+
+def test_unknown_artifact_lists_the_known_ones():
+    with pytest.raises(MissingArtifactError, match="No notebook makes an artifact of that name"):
+        artifacts.require("pretrianed", build_if_missing=True)
 
 
 def test_save_dir_is_atomic_and_keeps_the_old_version_on_crash(tmp_artifacts):

@@ -2,8 +2,7 @@
 import pytest
 
 from rlhf_lab import artifacts
-from rlhf_lab.config import PretrainConfig
-from rlhf_lab.pretraining import run_pretraining, split_heldout, take_chars
+from rlhf_lab.pretraining import split_heldout, take_chars
 
 
 def test_split_and_take_chars():
@@ -13,16 +12,6 @@ def test_split_and_take_chars():
     assert split_heldout(docs, 0.1, seed=0) == (train, val)
     assert take_chars(["abc", "def", "ghi"], 7) == ["abc", "def"]
     assert take_chars(["abc"], 0) == ["abc"]
-
-
-@pytest.fixture(scope="module")
-def pretrained(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("RLHF_LAB_ARTIFACTS", str(tmp_path_factory.mktemp("artifacts")))
-    mp.setenv("RLHF_LAB_QUICK", "1")
-    result = run_pretraining(PretrainConfig.for_mode(quick=True))
-    yield result
-    mp.undo()
 
 
 def test_heldout_perplexity_beats_unigram_by_a_factor_of_twenty(pretrained):

@@ -1,0 +1,99 @@
+"""Supervised fine-tuning: the pretrained model learns from demonstrations what an answer looks like.
+
+Taught in notebooks/02_sft.ipynb. The training loop is chapter 01's `train_lm`, unchanged; the
+one new idea is the loss mask: prompt tokens get the label IGNORE, so the model is trained to
+write answers, not to predict the user's questions.
+"""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+
+from . import artifacts
+from .config import DATA_DIR, SFTConfig, seed_everything
+from .evaluation import evaluate_policy
+from .training import IGNORE, LMData, train_lm
+from .world import World, format_prompt
+
+DEMONSTRATIONS = DATA_DIR / "sft" / "demonstrations.jsonl"
+
+
+def load_demonstrations() -> list[dict]:
+    """The demonstrations as a list of {"prompt", "response"}."""
+    if not DEMONSTRATIONS.exists():
+        raise FileNotFoundError("data/sft/demonstrations.jsonl is missing; restore it with "
+                                "`git checkout data/` or regenerate it with `make data`.")
+    with DEMONSTRATIONS.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def sft_example(tokenizer, prompt: str, response: str, max_tokens: int) -> tuple[list[int], list[int]]:
+    """Token ids of prompt + answer + end-of-text, and labels that are IGNORE on the prompt.
+
+    The answer ends with the end-of-text token, so the model learns when to stop.
+    """
+    prompt_ids = tokenizer(format_prompt(prompt)).input_ids
+    answer_ids = tokenizer(" " + response).input_ids + [tokenizer.eos_token_id]
+    ids = (prompt_ids + answer_ids)[:max_tokens]
+    labels = ([IGNORE] * len(prompt_ids) + answer_ids)[:max_tokens]
+    return ids, labels
+
+
+def sft_data(tokenizer, demos: list[dict], max_tokens: int) -> LMData:
+    """Every demonstration as one row, right-padded to the longest; padding is never a label."""
+    pairs = [sft_example(tokenizer, d["prompt"], d["response"], max_tokens) for d in demos]
+    width = max(len(ids) for ids, _ in pairs)
+    input_ids = torch.full((len(pairs), width), tokenizer.pad_token_id, dtype=torch.long)
+    labels = torch.full((len(pairs), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(pairs), width), dtype=torch.long)
+    for row, (ids, labs) in enumerate(pairs):
+        input_ids[row, :len(ids)] = torch.tensor(ids)
+        labels[row, :len(labs)] = torch.tensor(labs)
+        mask[row, :len(ids)] = 1
+    return LMData(input_ids, labels, mask)
+
+
+def split_demonstrations(demos: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    order = list(range(len(demos)))
+    random.Random(seed).shuffle(order)
+    n_val = max(1, int(len(demos) * fraction))
+    return [demos[i] for i in order[n_val:]], [demos[i] for i in order[:n_val]]
+
+
+@dataclass
+class SFTResult:
+    cfg: SFTConfig
+    model: torch.nn.Module
+    tokenizer: object
+    history: pd.DataFrame
+    before: pd.DataFrame
+    after: pd.DataFrame
+
+
+def run_sft(cfg: SFTConfig | None = None, save: bool = True, live_plot=None,
+            build_missing: bool = False) -> SFTResult:
+    """Load the pretrained model, grade it, fine-tune it, grade it again, save it as 'sft'.
+    `build_missing` builds a missing pretrained model first, in quick mode."""
+    cfg = cfg or SFTConfig.for_mode()
+    seed_everything(cfg.seed)
+    model, tokenizer = artifacts.load_model("pretrained", build_if_missing=build_missing)
+    questions = World().split("heldout")[: cfg.eval_questions]
+    before = evaluate_policy(model, tokenizer, questions, seed=cfg.seed)
+    train_demos, val_demos = split_demonstrations(load_demonstrations(), cfg.heldout_fraction, cfg.seed)
+    max_tokens = min(cfg.max_tokens, model.config.n_positions)
+    train = sft_data(tokenizer, train_demos, max_tokens)
+    val = sft_data(tokenizer, val_demos, max_tokens)
+    history = train_lm(model, train, val, cfg, live_plot=live_plot, desc="fine-tuning")
+    after = evaluate_policy(model, tokenizer, questions, seed=cfg.seed)
+    if save:
+        artifacts.save_model(model, tokenizer, "sft", {
+            "config": cfg.__dict__, "gold_total_before": before.total.mean(),
+            "gold_total_after": after.total.mean()})
+    return SFTResult(cfg, model, tokenizer, history, before, after)
+
+
+artifacts.BUILDERS["sft"] = lambda: run_sft(SFTConfig.for_mode(quick=True), build_missing=True)

@@ -1,0 +1,47 @@
+"""SFT: the loss mask, and a seeded test that fine-tuning raises the gold score."""
+import pytest
+
+from rlhf_lab.config import SFTConfig
+from rlhf_lab.sft import load_demonstrations, sft_data, sft_example
+from rlhf_lab.tokenizer import train_tokenizer
+from rlhf_lab.training import IGNORE
+from rlhf_lab.world import format_prompt
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return train_tokenizer(["User: what colour is a frog?\nAssistant: A frog is green."] * 30, 300)
+
+
+def test_only_answer_tokens_are_labels(tok):
+    ids, labels = sft_example(tok, "what colour is a frog?", "A frog is green.", 64)
+    n_prompt = len(tok(format_prompt("what colour is a frog?")).input_ids)
+    assert labels[:n_prompt] == [IGNORE] * n_prompt
+    assert labels[n_prompt:] == ids[n_prompt:]
+    assert ids[-1] == tok.eos_token_id            # the model learns to stop
+    assert tok.decode(ids[n_prompt:-1]) == " A frog is green."
+
+
+def test_padding_is_masked_and_never_a_label(tok):
+    demos = [{"prompt": "what colour is a frog?", "response": "A frog is green."},
+             {"prompt": "hi", "response": "Hello."}]
+    data = sft_data(tok, demos, 64)
+    short = data.attention_mask[1] == 0
+    assert short.any() and (data.input_ids[1][short] == tok.pad_token_id).all()
+    assert (data.labels[1][short] == IGNORE).all()
+    cut = sft_data(tok, demos, 8)
+    assert cut.input_ids.shape[1] == 8
+
+
+def test_demonstrations_load():
+    demos = load_demonstrations()
+    assert len(demos) == 4000 and set(demos[0]) == {"prompt", "response"}
+
+
+def test_sft_raises_the_gold_score_on_heldout_questions(pretrained):
+    from rlhf_lab.sft import run_sft
+    result = run_sft(SFTConfig.for_mode(quick=True))
+    before, after = result.before.total.mean(), result.after.total.mean()
+    # Measured with seed 0 in quick mode: about X before, Y after (of 4).
+    assert after > before + 0.4, (before, after)
+    assert result.after.correct.mean() > result.before.correct.mean()
