@@ -15,10 +15,10 @@ from .world import Question
 
 
 def evaluate_answers(questions: list[Question], answers: list[str]) -> pd.DataFrame:
-    """One row per answer: the question, its kind, the answer and the four criteria + total."""
+    """One row per answer: the question, its kind, the answer, the four criteria and the total."""
     rows = []
     for q, a in zip(questions, answers, strict=True):
-        rows.append({"question": q.text, "kind": q.kind, "answer": a,
+        rows.append({"question": q.text, "question_kind": q.kind, "answer": a,
                      **gold_score(q, a).as_dict()})
     return pd.DataFrame(rows)
 
