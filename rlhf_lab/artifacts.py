@@ -19,6 +19,7 @@ from .config import artifacts_dir, mode_name
 PRODUCERS = {
     "pretrained": "01_pretraining",
     "sft": "02_sft",
+    "pairs": "03_human_feedback",
 }
 # artifact name -> a function that builds it in quick mode (registered by each stage's module)
 BUILDERS: dict[str, Callable[[], None]] = {}

@@ -10,6 +10,8 @@ to regenerate data/ byte for byte; tests/test_corpus.py checks that it does.
   the preference signal of later chapters must carry the rest.
 - data/prompts/{train,heldout}.jsonl: the world's questions, split. No held-out question
   appears in the web dump, the demonstrations or any training prompt.
+- data/feedback/sample.jsonl: pairwise ratings by a simulated rater ("sample") of answers of
+  mixed quality, in the ratings schema of `rlhf_lab.feedback`, so chapter 04 runs with no clicks.
 """
 from __future__ import annotations
 
@@ -18,7 +20,11 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from datetime import datetime, timedelta, timezone
+
 from .config import DATA_DIR
+from .feedback import pair_record
+from .raters import SimulatedRater
 from .webdump import make_web_dump
 from .world import (ANIMALS, CHATTER, INSULTS, KIND_WORDS, OPPOSITES, SMALL_NUMBERS, Question,
                     World, fact_sentence, format_dialogue, make_answer, wrong_value)
@@ -37,6 +43,7 @@ class CorpusSizes:
     dialogues: int = 17000
     paragraphs: int = 13000
     demonstrations: int = 4000
+    sample_ratings: int = 1500
 
 
 def _pick(weights: dict[str, float], rng: random.Random) -> str:
@@ -106,6 +113,26 @@ def build_demonstrations(world: World, sizes: CorpusSizes, rng: random.Random) -
     return demos
 
 
+def build_sample_ratings(world: World, sizes: CorpusSizes, rng: random.Random, seed: int) -> list[dict]:
+    """Pairs of answers in two different styles to training questions, rated by a simulated
+    rater. Ids and times are drawn from `rng`, so the file is the same on every run."""
+    rater = SimulatedRater("sample", temperature=0.5, seed=seed)
+    train = world.split("train")
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    records = []
+    while len(records) < sizes.sample_ratings:
+        q = rng.choice(train)
+        styles = WEB_STYLES if q.answerable else WEB_STYLES_UNANSWERABLE
+        a, b = (make_answer(q, _pick(styles, rng), rng) for _ in range(2))
+        if a == b:
+            continue
+        record = pair_record("sample", q.text, a, b, rater.choose_pair(q.text, a, b), model="scripted")
+        record["id"] = f"{rng.getrandbits(128):032x}"
+        record["time"] = (start + timedelta(seconds=7 * len(records))).isoformat(timespec="microseconds")
+        records.append(record)
+    return records
+
+
 def _jsonl(rows: list[dict]) -> str:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
 
@@ -124,6 +151,7 @@ def generate(out_dir: Path = DATA_DIR, seed: int = 0, sizes: CorpusSizes = Corpu
         "sft/demonstrations.jsonl": _jsonl(build_demonstrations(world, sizes, rng)),
         "prompts/train.jsonl": _jsonl([_prompt_row(q) for q in world.split("train")]),
         "prompts/heldout.jsonl": _jsonl([_prompt_row(q) for q in world.split("heldout")]),
+        "feedback/sample.jsonl": _jsonl(build_sample_ratings(world, sizes, rng, seed)),
     }
     written = {}
     for rel, text in files.items():

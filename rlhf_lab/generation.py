@@ -24,7 +24,8 @@ def generate(model, tokenizer, questions: list[str], *, max_new_tokens: int = 40
     """Answer each question; temperature 0 means greedy decoding.
 
     Prompts are left-padded so that every answer starts right after its prompt, and
-    generation stops at the end-of-text token.
+    generation stops at the end-of-text token, after `max_new_tokens`, or where the model's
+    context is full.
     """
     if temperature < 0 or not 0 < top_p <= 1 or top_k < 0:
         raise ValueError("need temperature >= 0, 0 < top_p <= 1 and top_k >= 0; got "
@@ -40,7 +41,11 @@ def generate(model, tokenizer, questions: list[str], *, max_new_tokens: int = 40
     for start in tqdm(starts, desc="generating", disable=not progress):
         prompts = [format_prompt(q) for q in questions[start:start + batch_size]]
         enc = tokenizer(prompts, return_tensors="pt", padding=True).to(device)
-        out = model.generate(**enc, max_new_tokens=max_new_tokens,
+        room = model.config.max_position_embeddings - enc["input_ids"].shape[1]
+        if room < 1:
+            raise ValueError(f"A prompt of {enc['input_ids'].shape[1]} tokens leaves no room in "
+                             f"the model's context of {model.config.max_position_embeddings}.")
+        out = model.generate(**enc, max_new_tokens=min(max_new_tokens, room),
                              pad_token_id=tokenizer.pad_token_id,
                              eos_token_id=tokenizer.eos_token_id, **sampling)
         new_tokens = out[:, enc["input_ids"].shape[1]:]

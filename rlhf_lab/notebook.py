@@ -9,9 +9,9 @@ import inspect
 
 def show_source(*objects) -> None:
     """Display the source code of functions or classes from `rlhf_lab`, highlighted."""
-    from IPython.display import Code, display
+    from IPython.display import Markdown, display
 
     for obj in objects:
         module = inspect.getmodule(obj).__name__
-        source = inspect.getsource(obj)
-        display(Code(f"# from {module}\n{source}", language="python"))
+        source = inspect.getsource(obj).rstrip()
+        display(Markdown(f"```python\n# from {module}\n{source}\n```"))

@@ -47,6 +47,7 @@ class _RatingWidget(widgets.VBox):
 
     def __init__(self, items: Iterable[dict], rater: str, model: str,
                  target: int | None = None, folder: str | Path | None = None):
+        super().__init__()
         self.writer = feedback.RatingsWriter(folder, rater)
         self.model = model
         self.items: dict[str, dict] = {}

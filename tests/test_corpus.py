@@ -60,3 +60,16 @@ def test_web_answers_are_of_mixed_quality():
     for attr, low, high in [("correct", 0.3, 0.7), ("kind", 0.6, 0.95), ("concise", 0.5, 0.95)]:
         mean = sum(getattr(s, attr) for s in scores) / len(scores)
         assert low < mean < high, f"{attr} = {mean:.2f} outside ({low}, {high})"
+
+
+def test_sample_ratings_load_and_mostly_prefer_the_better_answer(regenerated):
+    from rlhf_lab.feedback import ratings_frame
+    world = World()
+    frame = ratings_frame(regenerated["feedback/sample.jsonl"])
+    assert len(frame) >= 1400 and set(frame.rater) == {"sample"}
+    decided = frame[frame.choice.isin(["a", "b"])]
+    better = [
+        (gold_score(world.lookup(r.prompt), r.answer_a).total
+         > gold_score(world.lookup(r.prompt), r.answer_b).total) == (r.choice == "a")
+        for r in decided.itertuples()]
+    assert 0.6 < sum(better) / len(better) < 0.95    # noisy, but far better than chance

@@ -26,6 +26,8 @@ def test_shows_rubric_prompt_and_escaped_answers_side_by_side(tmp_path):
     assert [b.description for b in widget.buttons.values()] == [
         "A better", "B better", "Tie", "Skip", "Undo"]
     assert widget.progress_label.value == "rated 0 / 1"
+    # a real widget: its model is open, so a notebook front end can display it
+    assert widget.comm is not None and widget.model_id
 
 
 def test_each_click_is_on_disk_at_once_and_moves_on(tmp_path):

@@ -1,0 +1,59 @@
+"""Comparison pairs: two answers to one question, for people (and simulated raters) to judge.
+
+Taught in notebooks/03_human_feedback.ipynb; chapter 04 trains the reward model on the
+ratings of these pairs. Answers come from several policies and temperatures (pretrained and
+SFT, cool and hot), so that good and bad answers both appear and few pairs tie.
+"""
+from __future__ import annotations
+
+import json
+import random
+from collections import defaultdict
+
+from . import artifacts
+from .generation import generate
+from .world import Question
+
+DEFAULT_TEMPERATURES = (0.7, 1.0, 1.3)
+
+
+def make_pairs(policies: dict, questions: list[Question], n_pairs: int,
+               temperatures: tuple[float, ...] = DEFAULT_TEMPERATURES, seed: int = 0) -> list[dict]:
+    """`n_pairs` pairs {prompt, answer_a, answer_b, model, model_b}, each on a random question.
+
+    policies: name -> (model, tokenizer). Each answer comes from a random (policy,
+    temperature); answers are generated in one batch per (policy, temperature). Pairs whose
+    two answers are the same text are dropped, so slightly fewer than n_pairs may return.
+    """
+    rng = random.Random(seed)
+    sources = [(name, t) for name in sorted(policies) for t in temperatures]
+    plan = [(rng.choice(questions), rng.choice(sources), rng.choice(sources)) for _ in range(n_pairs)]
+    wanted = defaultdict(list)               # (policy, temperature) -> [(pair index, slot)]
+    for i, (_, src_a, src_b) in enumerate(plan):
+        wanted[src_a].append((i, "answer_a"))
+        wanted[src_b].append((i, "answer_b"))
+    answers: dict[tuple[int, str], str] = {}
+    for k, ((name, temperature), slots) in enumerate(sorted(wanted.items())):
+        model, tokenizer = policies[name]
+        texts = generate(model, tokenizer, [plan[i][0].text for i, _ in slots],
+                         temperature=temperature, seed=seed + k)
+        answers.update(zip(slots, texts))
+    pairs = []
+    for i, (question, src_a, src_b) in enumerate(plan):
+        a, b = answers[(i, "answer_a")], answers[(i, "answer_b")]
+        if a != b:
+            pairs.append({"prompt": question.text, "answer_a": a, "answer_b": b,
+                          "model": f"{src_a[0]}@T{src_a[1]}", "model_b": f"{src_b[0]}@T{src_b[1]}"})
+    return pairs
+
+
+def save_pairs(pairs: list[dict]) -> None:
+    """Save the pairs as artifact 'pairs' (one JSON object a line) for the next chapters."""
+    text = "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs)
+    artifacts.save_dir("pairs", lambda d: (d / "pairs.jsonl").write_text(text, encoding="utf-8"),
+                       {"pairs": len(pairs)})
+
+
+def load_pairs() -> list[dict]:
+    path = artifacts.require("pairs") / "pairs.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
