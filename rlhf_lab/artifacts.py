@@ -20,6 +20,7 @@ PRODUCERS = {
     "pretrained": "01_pretraining",
     "sft": "02_sft",
     "pairs": "03_human_feedback",
+    "reward_model": "04_reward_model",
 }
 # artifact name -> a function that builds it in quick mode (registered by each stage's module)
 BUILDERS: dict[str, Callable[[], None]] = {}
@@ -75,7 +76,7 @@ def require(name: str, build_if_missing: bool = False) -> Path:
 
 def _load_builders() -> None:
     """Import the stage modules so that they register their builders."""
-    from . import pretraining, sft  # noqa: F401
+    from . import pretraining, reward_model, sft  # noqa: F401
 
 
 def save_dir(name: str, write: Callable[[Path], None], metadata: dict | None = None) -> Path:

@@ -2,9 +2,12 @@
 
 Taught in notebooks/01_pretraining.ipynb (samples) and used by every later chapter. The work
 is done by `transformers` generation (with its KV cache); this module only prepares the
-prompts in the course's dialogue format and cuts each answer where it ends.
+prompts in the course's dialogue format, keeps the sampled tokens for chapters that need
+their log-probabilities (05, 06), and cuts each answer where it ends.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
@@ -17,39 +20,74 @@ def answer_from_completion(text: str) -> str:
     return text.split("\n")[0].strip()
 
 
+@dataclass
+class Samples:
+    """Sampled answers with their tokens. Shapes: (batch, seq) for the tensors.
+
+    sequences: prompt (left-padded) and answer tokens; attention_mask: 1 on real tokens;
+    answer_mask: 1 on answer tokens up to and including the end-of-text token;
+    prompt_length: where answers start; answers: the decoded answers.
+    """
+
+    sequences: torch.Tensor
+    attention_mask: torch.Tensor
+    answer_mask: torch.Tensor
+    prompt_length: int
+    answers: list[str]
+
+
+def _check_sampling(temperature: float, top_k: int, top_p: float) -> None:
+    if temperature < 0 or not 0 < top_p <= 1 or top_k < 0:
+        raise ValueError("need temperature >= 0, 0 < top_p <= 1 and top_k >= 0; got "
+                         f"temperature={temperature}, top_p={top_p}, top_k={top_k}.")
+
+
 @torch.no_grad()
-def generate(model, tokenizer, questions: list[str], *, max_new_tokens: int = 40,
-             temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-             batch_size: int = 64, seed: int | None = 0, progress: bool = False) -> list[str]:
-    """Answer each question; temperature 0 means greedy decoding.
+def sample(model, tokenizer, questions: list[str], *, max_new_tokens: int = 40,
+           temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> Samples:
+    """One batch of answers, keeping the tokens. Temperature 0 means greedy decoding.
 
     Prompts are left-padded so that every answer starts right after its prompt, and
     generation stops at the end-of-text token, after `max_new_tokens`, or where the model's
     context is full.
     """
-    if temperature < 0 or not 0 < top_p <= 1 or top_k < 0:
-        raise ValueError("need temperature >= 0, 0 < top_p <= 1 and top_k >= 0; got "
-                         f"temperature={temperature}, top_p={top_p}, top_k={top_k}.")
-    if seed is not None:
-        torch.manual_seed(seed)
+    _check_sampling(temperature, top_k, top_p)
     device = next(model.parameters()).device
     tokenizer.padding_side = "left"
+    enc = tokenizer([format_prompt(q) for q in questions], return_tensors="pt",
+                    padding=True).to(device)
+    prompt_length = enc["input_ids"].shape[1]
+    room = model.config.max_position_embeddings - prompt_length
+    if room < 1:
+        raise ValueError(f"A prompt of {prompt_length} tokens leaves no room in the model's "
+                         f"context of {model.config.max_position_embeddings}.")
     sampling = dict(do_sample=True, temperature=temperature, top_k=top_k, top_p=top_p) \
         if temperature > 0 else dict(do_sample=False)
+    sequences = model.generate(**enc, max_new_tokens=min(max_new_tokens, room),
+                               pad_token_id=tokenizer.pad_token_id,
+                               eos_token_id=tokenizer.eos_token_id, **sampling)
+    new = sequences[:, prompt_length:]                                  # (batch, answer)
+    ended_before = (new == tokenizer.eos_token_id).long().cumsum(-1) - (new == tokenizer.eos_token_id).long()
+    answer_mask = (ended_before == 0).long()        # up to and including the first end-of-text
+    attention_mask = torch.cat([enc["attention_mask"], answer_mask], dim=1)
+    texts = tokenizer.batch_decode(new * answer_mask + tokenizer.pad_token_id * (1 - answer_mask),
+                                   skip_special_tokens=True)
+    model.eval()
+    return Samples(sequences, attention_mask, answer_mask, prompt_length,
+                   [answer_from_completion(t) for t in texts])
+
+
+def generate(model, tokenizer, questions: list[str], *, max_new_tokens: int = 40,
+             temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+             batch_size: int = 64, seed: int | None = 0, progress: bool = False) -> list[str]:
+    """Answer each question (text only), in batches of `batch_size`; see `sample`."""
+    _check_sampling(temperature, top_k, top_p)
+    if seed is not None:
+        torch.manual_seed(seed)
     answers = []
     starts = range(0, len(questions), batch_size)
     for start in tqdm(starts, desc="generating", disable=not progress):
-        prompts = [format_prompt(q) for q in questions[start:start + batch_size]]
-        enc = tokenizer(prompts, return_tensors="pt", padding=True).to(device)
-        room = model.config.max_position_embeddings - enc["input_ids"].shape[1]
-        if room < 1:
-            raise ValueError(f"A prompt of {enc['input_ids'].shape[1]} tokens leaves no room in "
-                             f"the model's context of {model.config.max_position_embeddings}.")
-        out = model.generate(**enc, max_new_tokens=min(max_new_tokens, room),
-                             pad_token_id=tokenizer.pad_token_id,
-                             eos_token_id=tokenizer.eos_token_id, **sampling)
-        new_tokens = out[:, enc["input_ids"].shape[1]:]
-        texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-        answers += [answer_from_completion(t) for t in texts]
-    model.eval()
+        answers += sample(model, tokenizer, questions[start:start + batch_size],
+                          max_new_tokens=max_new_tokens, temperature=temperature,
+                          top_k=top_k, top_p=top_p).answers
     return answers

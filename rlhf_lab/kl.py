@@ -18,6 +18,8 @@ from typing import Callable
 import pandas as pd
 import torch
 
+from .model import position_ids
+
 ATOL = 1e-5   # how far from 1 a probability vector's sum may be
 
 
@@ -125,8 +127,7 @@ def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     sequence gets the same log-probs as it would alone. Gradients flow; the caller picks
     train/eval mode and torch.no_grad.
     """
-    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)      # (batch, seq)
     logits = model(input_ids=input_ids, attention_mask=attention_mask,
-                   position_ids=position_ids).logits                       # (batch, seq, vocab)
+                   position_ids=position_ids(attention_mask)).logits       # (batch, seq, vocab)
     logp = torch.log_softmax(logits[:, :-1] / temperature, dim=-1)         # (batch, seq-1, vocab)
     return logp.gather(-1, input_ids[:, 1:, None]).squeeze(-1)             # (batch, seq-1)

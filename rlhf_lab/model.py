@@ -22,6 +22,15 @@ def build_model(cfg: PretrainConfig, tokenizer: PreTrainedTokenizerFast) -> GPT2
     return GPT2LMHeadModel(config)
 
 
+def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position of each token counting real tokens only: (batch, seq) -> (batch, seq).
+
+    A left-padded row gets positions 0, 1, 2, ... from its first real token, exactly as if
+    it stood alone without padding; padding positions get 0 (they are masked anyway).
+    """
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
 def count_parameters(model: torch.nn.Module) -> int:
     """Trainable parameters, each shared tensor counted once."""
     seen, total = set(), 0

@@ -1,13 +1,21 @@
-"""Shared fixtures: one quick-mode pretraining run per test session, in a temporary
-artifacts folder, reused by every test that needs a trained model."""
+"""Shared set-up. A test run never touches a learner's artifacts: unless RLHF_LAB_ARTIFACTS
+is set, the whole session (unit tests and notebooks alike) writes to a temporary folder.
+One quick-mode pretraining run is shared by every test that needs a trained model."""
+import os
+import tempfile
+
 import pytest
 
 from rlhf_lab.config import PretrainConfig
 
 
+def pytest_configure(config):
+    os.environ.setdefault("RLHF_LAB_ARTIFACTS", tempfile.mkdtemp(prefix="rlhf_lab_tests_"))
+
+
 @pytest.fixture(scope="session")
 def quick_artifacts(tmp_path_factory):
-    """Point RLHF_LAB_ARTIFACTS at a fresh folder, in quick mode, for the whole session."""
+    """Quick mode, in a fresh artifacts folder of its own, for the rest of the session."""
     mp = pytest.MonkeyPatch()
     mp.setenv("RLHF_LAB_ARTIFACTS", str(tmp_path_factory.mktemp("artifacts")))
     mp.setenv("RLHF_LAB_QUICK", "1")
@@ -19,3 +27,11 @@ def quick_artifacts(tmp_path_factory):
 def pretrained(quick_artifacts):
     from rlhf_lab.pretraining import run_pretraining
     return run_pretraining(PretrainConfig.for_mode(quick=True))
+
+
+@pytest.fixture(scope="session")
+def sft_trained(pretrained):
+    """One quick-mode SFT run on the shared pretrained model, saved as artifact 'sft'."""
+    from rlhf_lab.config import SFTConfig
+    from rlhf_lab.sft import run_sft
+    return run_sft(SFTConfig.for_mode(quick=True))

@@ -56,3 +56,20 @@ def test_bad_sampling_settings_are_refused(model_and_tokenizer):
 
 def test_answer_is_the_first_line():
     assert answer_from_completion(" A frog is green.\nUser: more?") == "A frog is green."
+
+
+def test_samples_keep_tokens_and_mask_the_answer(model_and_tokenizer):
+    from rlhf_lab.generation import sample
+    model, tok = model_and_tokenizer
+    torch.manual_seed(0)
+    s = sample(model, tok, QUESTIONS, max_new_tokens=8)
+    assert s.sequences.shape == s.attention_mask.shape
+    assert s.sequences.shape[1] == s.prompt_length + s.answer_mask.shape[1]
+    answer_tokens = s.sequences[:, s.prompt_length:]
+    for row in range(len(QUESTIONS)):
+        ends = (answer_tokens[row] == tok.eos_token_id).nonzero()
+        if len(ends):        # the mask covers the answer up to and including end-of-text
+            assert s.answer_mask[row].tolist() == [1] * (ends[0].item() + 1) + [0] * (
+                answer_tokens.shape[1] - ends[0].item() - 1)
+        else:
+            assert s.answer_mask[row].all()

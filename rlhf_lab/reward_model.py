@@ -1,0 +1,384 @@
+"""The reward model: the SFT model with a scalar head, trained on pairwise ratings.
+
+Taught in notebooks/04_reward_model.ipynb; chapter 06 (PPO) scores its answers with
+`score_answers`, and chapter 09 retrains it on a class's ratings.
+
+- The model reads `User: <question>\\nAssistant: <answer><|endoftext|>` and maps the hidden
+  state of the last real token (the end-of-text token) to one number, the reward.
+- The Bradley-Terry model says P(A preferred to B) = sigmoid(r(A) - r(B)); training
+  minimises the negative log of that probability on the raters' choices.
+- Accuracy is measured on held-out pairs against two baselines: chance (0.5) and the noise
+  ceiling, the best any model could reach when the raters themselves are noisy.
+- Rewards are normalised to mean 0 and standard deviation 1 on answers of the SFT policy,
+  so that chapter 06 starts from rewards of a known scale.
+"""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from . import artifacts, feedback
+from .config import RewardConfig, get_device, seed_everything
+from .generation import generate
+from .model import position_ids
+from .pairs import load_pairs, make_pairs, save_pairs
+from .raters import SimulatedRater, fill_ratings
+from .tokenizer import load_tokenizer
+from .training import TrainingDiverged, lr_at, make_optimizer
+from .world import World, format_dialogue
+
+SAMPLE_FILE = "sample.jsonl"   # the shipped ratings in data/feedback/, used after your own
+CHANCE = 0.5                   # accuracy of a coin flip on pairs that are not ties
+TARGETS = {"a": 1.0, "b": 0.0, "tie": 0.5}   # P(A preferred) that each choice stands for
+
+
+# --- the model ----------------------------------------------------------------------------
+
+def build_reward_model(path_or_name: str | Path):
+    """The SFT model's transformer plus a new scalar head `score` (n_embd -> 1, random init).
+
+    The language-model head is dropped; `transformers` reports `score.weight` as newly
+    initialised. A model without a padding token (GPT-2 from the hub) pads with end-of-text.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(path_or_name), num_labels=1)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = model.config.eos_token_id
+    return model
+
+
+def load_reward_model(build_if_missing: bool = False, device=None):
+    """The reward model and tokenizer saved by `run_reward_model` (artifact 'reward_model')."""
+    from transformers import AutoModelForSequenceClassification
+
+    path = artifacts.require("reward_model", build_if_missing)
+    model = AutoModelForSequenceClassification.from_pretrained(path).to(device or get_device())
+    model.eval()
+    return model, load_tokenizer(path)
+
+
+def reward_inputs(tokenizer, prompts: list[str], answers: list[str],
+                  max_tokens: int | None = None) -> dict[str, torch.Tensor]:
+    """Token ids of each dialogue plus the end-of-text token, padded into one batch.
+
+    The end-of-text token closes the answer, so the reward is read where the model has seen
+    all of it. A row longer than `max_tokens` keeps its first max_tokens - 1 tokens and the
+    end-of-text token. Padding goes where `tokenizer.padding_side` says (left by default).
+    Returns input_ids and attention_mask, (batch, seq) each.
+    """
+    texts = [format_dialogue(p, a) for p, a in zip(prompts, answers, strict=True)]
+    rows = [ids[: max_tokens - 1] if max_tokens else ids for ids in tokenizer(texts).input_ids]
+    rows = [ids + [tokenizer.eos_token_id] for ids in rows]
+    width = max(len(ids) for ids in rows)
+    input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, ids in enumerate(rows):
+        cols = slice(width - len(ids), width) if tokenizer.padding_side == "left" else slice(0, len(ids))
+        input_ids[i, cols] = torch.tensor(ids)
+        attention_mask[i, cols] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+def rewards(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """One raw reward per row: the head applied to the hidden state of the last real token.
+
+    Why not `model(...).logits`? GPT2ForSequenceClassification pools there at the rightmost
+    token that is not `pad_token_id`. That is right for our tokenizer, whose padding token is
+    its own, but wrong for a model that pads with end-of-text (GPT-2 from the hub: the
+    end-of-text token closing the answer would count as padding), so we pool by the
+    attention mask, which says exactly which tokens are real, whatever the padding side.
+    Position ids count real tokens only, so a left-padded row gets the reward it gets alone.
+    """
+    hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask,
+                              position_ids=position_ids(attention_mask)).last_hidden_state
+    columns = torch.arange(input_ids.shape[1], device=input_ids.device)        # (seq,)
+    last = (columns * attention_mask).argmax(-1)                               # (batch,)
+    pooled = hidden[torch.arange(input_ids.shape[0], device=input_ids.device), last]  # (batch, d)
+    return model.score(pooled).squeeze(-1).float()                             # (batch,)
+
+
+def normalised(model, r: torch.Tensor) -> torch.Tensor:
+    """(r - mean) / std with the statistics `set_normalisation` stored (none stored: r)."""
+    return (r - getattr(model.config, "reward_mean", 0.0)) / getattr(model.config, "reward_std", 1.0)
+
+
+@torch.no_grad()
+def score_answers(model, tokenizer, prompts: list[str], answers: list[str], batch_size: int = 64,
+                  normalise: bool = True) -> torch.Tensor:
+    """The reward of each answer to its prompt, shape (n,), on the CPU, without gradients.
+
+    `normalise` applies the stored normalisation (see `set_normalisation`); PPO uses that.
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    max_tokens = model.config.max_position_embeddings
+    out = []
+    for start in range(0, len(prompts), batch_size):
+        batch = reward_inputs(tokenizer, prompts[start:start + batch_size],
+                              answers[start:start + batch_size], max_tokens)
+        out.append(rewards(model, **{k: v.to(device) for k, v in batch.items()}).cpu())
+    model.train(was_training)
+    r = torch.cat(out) if out else torch.zeros(0)
+    return normalised(model, r) if normalise else r
+
+
+# --- the loss -----------------------------------------------------------------------------
+
+def preference_loss(r_a: torch.Tensor, r_b: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Bradley-Terry loss, the mean over pairs of -log P(the rater's choice).
+
+    P(A preferred) = sigmoid(r_a - r_b). Target 1 (A chosen): -log sigmoid(r_a - r_b);
+    target 0 (B chosen): -log sigmoid(r_b - r_a). Tie rule: a tie has target 0.5, half a
+    win each way, so its loss is the mean of the two and is smallest when r_a = r_b. All
+    three are binary cross-entropy on the logit r_a - r_b with a soft target.
+    """
+    return torch.nn.functional.binary_cross_entropy_with_logits(
+        r_a - r_b, target.to(r_a.dtype))
+
+
+# --- the data -----------------------------------------------------------------------------
+
+def ratings_to_examples(records_or_frame) -> pd.DataFrame:
+    """Pair ratings -> one row per pair: prompt, answer_a, answer_b, target, rater.
+
+    target is 1.0 when A was chosen, 0.0 for B and 0.5 for a tie (see `preference_loss`).
+    Skips, single-answer ratings and undo records are left out.
+    """
+    frame = pd.DataFrame(records_or_frame)
+    if frame.empty:
+        return pd.DataFrame(columns=["prompt", "answer_a", "answer_b", "target", "rater"])
+    frame = frame[(frame["kind"] == "pair") & frame["choice"].isin(list(TARGETS))]
+    examples = frame[["prompt", "answer_a", "answer_b", "rater"]].assign(
+        target=frame["choice"].map(TARGETS).astype(float))
+    return examples[["prompt", "answer_a", "answer_b", "target", "rater"]].reset_index(drop=True)
+
+
+def training_ratings(cfg: RewardConfig):
+    """The pairwise ratings to train on, and a report of how many came from whom.
+
+    In order: (1) your own ratings, every file in data/feedback/ but the shipped sample, all
+    of them, even beyond cfg.ratings, since clicks are never thrown away; (2) the shipped
+    sample ratings, only up to cfg.ratings in all; (3) a simulated rater (temperature
+    cfg.rater_temperature) rates chapter 03's pairs that nobody rated, up to cfg.ratings.
+    Returns (records, report), as `fill_ratings` does.
+    """
+    own, sample = [], []
+    for path in sorted(Path(feedback.FEEDBACK_DIR).glob("*.jsonl")):
+        (sample if path.name == SAMPLE_FILE else own).extend(feedback.load_ratings(path))
+    own, sample = _pair_ratings(own), _pair_ratings(sample)
+    human = own + sample[: max(0, cfg.ratings - len(own))]
+    rater = SimulatedRater("simulated", temperature=cfg.rater_temperature, seed=cfg.seed)
+    try:
+        return fill_ratings(load_pairs(), human, cfg.ratings, rater)
+    except ValueError as error:
+        raise ValueError(f"{error} Lower RewardConfig.ratings, or make more pairs in "
+                         "notebooks/03_human_feedback.ipynb.") from None
+
+
+def _pair_ratings(records: list[dict]) -> list[dict]:
+    """Pair ratings that say a, b or tie, after the duplicate rule (latest per rater and pair)."""
+    return [r for r in feedback.latest_per_item(records)
+            if r["kind"] == "pair" and r["choice"] in TARGETS]
+
+
+def split_ratings(examples: pd.DataFrame, fraction: float,
+                  seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, held-out): a seeded shuffle, then the first `fraction` of rows are held out."""
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    n_val = max(1, int(len(examples) * fraction))
+    return (examples.iloc[order[n_val:]].reset_index(drop=True),
+            examples.iloc[order[:n_val]].reset_index(drop=True))
+
+
+# --- measuring ----------------------------------------------------------------------------
+
+def pair_rewards(model, tokenizer, examples: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw rewards of answer A and of answer B of every example, (n,) each."""
+    prompts = list(examples["prompt"])
+    return (score_answers(model, tokenizer, prompts, list(examples["answer_a"]), normalise=False),
+            score_answers(model, tokenizer, prompts, list(examples["answer_b"]), normalise=False))
+
+
+def ordering_accuracy(r_a: torch.Tensor, r_b: torch.Tensor, target: torch.Tensor) -> float:
+    """Share of decided pairs (target 0 or 1; ties left out) where r_a > r_b exactly when A won."""
+    decided = target != 0.5
+    right = (r_a > r_b) == (target == 1.0)
+    return right[decided].float().mean().item() if decided.any() else float("nan")
+
+
+def pair_accuracy(model, tokenizer, examples: pd.DataFrame) -> float:
+    """Share of decided (non-tie) pairs that the reward orders as the rater chose."""
+    r_a, r_b = pair_rewards(model, tokenizer, examples)
+    return ordering_accuracy(r_a, r_b, torch.tensor(examples["target"].to_numpy()))
+
+
+def noise_ceiling(examples: pd.DataFrame, rater: SimulatedRater) -> float:
+    """The best expected accuracy any model can reach on the decided pairs of `examples`
+    if `rater` made the choices: the mean over pairs of max(p, 1 - p), p = P(A chosen).
+
+    A model that always picks the likelier side is right with probability max(p, 1 - p);
+    no model can do better on average, because the rater's coin flip is unpredictable.
+    p = rater.prob_a_preferred, the Bradley-Terry probability from the gold scores. A
+    simulated rater calls a tie when the gold scores differ by less than its tie_margin,
+    with no coin flipped, so on a pair that is not a tie p already is P(A | not a tie).
+    The ceiling holds in expectation: on a few pairs, luck can take a model above it.
+    """
+    decided = examples[examples["target"] != 0.5]
+    if decided.empty:
+        return float("nan")
+    p = torch.tensor([rater.prob_a_preferred(row.prompt, row.answer_a, row.answer_b)
+                      for row in decided.itertuples()])
+    return torch.maximum(p, 1 - p).mean().item()
+
+
+# --- training -----------------------------------------------------------------------------
+
+def train_reward_model(model, tokenizer, train_examples: pd.DataFrame, val_examples: pd.DataFrame,
+                       cfg: RewardConfig, live_plot=None) -> pd.DataFrame:
+    """Train on `train_examples` for cfg.max_steps steps of the Bradley-Terry loss.
+
+    Each step scores both answers of cfg.batch_size random pairs (a seeded generator picks
+    them) in one batch. Every cfg.eval_every steps (and at the end) one history row is added:
+    step, mean train_loss and train_accuracy since the last row, val_loss and val_accuracy
+    on `val_examples`, and lr. `live_plot`, if given, is called with the history so far.
+    """
+    device = next(model.parameters()).device
+    optimizer = make_optimizer(model, cfg)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    max_tokens = model.config.max_position_embeddings
+    val_target = torch.tensor(val_examples["target"].to_numpy())
+    history, losses, accuracies = [], [], []
+    model.train()
+    bar = tqdm(range(cfg.max_steps), desc="training the reward model")
+    for step in bar:
+        lr = lr_at(step, cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        idx = torch.randint(len(train_examples), (cfg.batch_size,), generator=generator)
+        batch = train_examples.iloc[idx.tolist()]
+        prompts = list(batch["prompt"]) * 2
+        inputs = reward_inputs(tokenizer, prompts, list(batch["answer_a"]) + list(batch["answer_b"]),
+                               max_tokens)
+        r = rewards(model, **{k: v.to(device) for k, v in inputs.items()})   # (2 * batch,)
+        r_a, r_b = r[: len(batch)], r[len(batch):]
+        target = torch.tensor(batch["target"].to_numpy(), device=device)
+        loss = preference_loss(r_a, r_b, target)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"The reward model's loss became {loss.item()} at step {step} (learning rate "
+                f"{lr:.2g}). Lower cfg.lr (e.g. to {cfg.lr / 3:.1g}) or keep grad_clip > 0.")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        losses.append(loss.item())
+        accuracies.append(ordering_accuracy(r_a.detach().cpu(), r_b.detach().cpu(), target.cpu()))
+        if (step + 1) % cfg.eval_every == 0 or step == cfg.max_steps - 1:
+            val_a, val_b = pair_rewards(model, tokenizer, val_examples)
+            history.append({"step": step + 1, "train_loss": sum(losses) / len(losses),
+                            "train_accuracy": pd.Series(accuracies).mean(),
+                            "val_loss": preference_loss(val_a, val_b, val_target).item(),
+                            "val_accuracy": ordering_accuracy(val_a, val_b, val_target), "lr": lr})
+            losses, accuracies = [], []
+            bar.set_postfix(loss=f"{history[-1]['val_loss']:.3f}",
+                            accuracy=f"{history[-1]['val_accuracy']:.2f}")
+            if live_plot is not None:
+                live_plot(pd.DataFrame(history))
+    model.eval()
+    return pd.DataFrame(history)
+
+
+# --- normalisation ------------------------------------------------------------------------
+
+def reward_stats(model, tokenizer, prompts: list[str], answers: list[str]) -> tuple[float, float]:
+    """Mean and standard deviation of the raw rewards of these answers."""
+    r = score_answers(model, tokenizer, prompts, answers, normalise=False)
+    return r.mean().item(), r.std().item()
+
+
+def set_normalisation(model, mean: float, std: float) -> None:
+    """Store the statistics in `model.config` (reward_mean, reward_std); `save_pretrained`
+    writes them to config.json, so `normalised` and `score_answers` apply them after a reload."""
+    if not std > 0:
+        raise ValueError(f"std must be > 0, not {std}: every answer got the same reward; "
+                         "train longer or score more varied answers.")
+    model.config.reward_mean, model.config.reward_std = float(mean), float(std)
+
+
+# --- the whole chapter --------------------------------------------------------------------
+
+@dataclass
+class RewardResult:
+    cfg: RewardConfig
+    model: torch.nn.Module
+    tokenizer: object
+    history: pd.DataFrame
+    report: pd.DataFrame          # how many ratings came from whom
+    train: pd.DataFrame           # training examples
+    val: pd.DataFrame             # held-out examples
+    accuracy: float               # on held-out decided pairs
+    noise_ceiling: float          # the best expected accuracy on those pairs
+    chance: float
+    reward_mean: float            # raw reward statistics on SFT answers
+    reward_std: float
+    train_seconds: float
+
+
+def run_reward_model(cfg: RewardConfig | None = None, save: bool = True, live_plot=None,
+                     build_missing: bool = False) -> RewardResult:
+    """Collect ratings, train the reward model, measure it, normalise it, save 'reward_model'.
+    `build_missing` builds a missing SFT model or missing pairs first, in quick mode."""
+    cfg = cfg or RewardConfig.for_mode()
+    seed_everything(cfg.seed)
+    sft_path = artifacts.require("sft", build_if_missing=build_missing)
+    artifacts.require("pairs", build_if_missing=build_missing)
+    records, report = training_ratings(cfg)
+    train, val = split_ratings(ratings_to_examples(records), cfg.heldout_fraction, cfg.seed)
+    tokenizer = load_tokenizer(sft_path)
+    model = build_reward_model(sft_path).to(get_device())
+    start = time.perf_counter()
+    history = train_reward_model(model, tokenizer, train, val, cfg, live_plot=live_plot)
+    train_seconds = time.perf_counter() - start
+    accuracy = pair_accuracy(model, tokenizer, val)
+    ceiling = noise_ceiling(val, SimulatedRater("ceiling", temperature=cfg.rater_temperature))
+    prompts, answers = sft_answers(cfg.normalise_samples, cfg.seed)
+    mean, std = reward_stats(model, tokenizer, prompts, answers)
+    set_normalisation(model, mean, std)
+    if save:
+        artifacts.save_model(model, tokenizer, "reward_model", {
+            "config": cfg.__dict__, "accuracy": accuracy, "noise_ceiling": ceiling,
+            "chance": CHANCE, "ratings": report.to_dict("records"), "train_pairs": len(train),
+            "heldout_pairs": len(val), "reward_mean": mean, "reward_std": std})
+    return RewardResult(cfg, model, tokenizer, history, report, train, val, accuracy, ceiling,
+                        CHANCE, mean, std, train_seconds)
+
+
+def sft_answers(n: int, seed: int) -> tuple[list[str], list[str]]:
+    """`n` training questions (a seeded sample) and the SFT model's answers at temperature 1."""
+    policy, tokenizer = artifacts.load_model("sft")
+    questions = World().split("train")
+    prompts = [q.text for q in random.Random(seed).sample(questions, min(n, len(questions)))]
+    return prompts, generate(policy, tokenizer, prompts, temperature=1.0, seed=seed)
+
+
+def build_quick_pairs(n_pairs: int = 200, seed: int = 0) -> None:
+    """Stand-in for notebook 03: `n_pairs` pairs from the pretrained and SFT models, saved as
+    artifact 'pairs' (the models are built in quick mode first if missing)."""
+    policies = {name: artifacts.load_model(name, build_if_missing=True)
+                for name in ("pretrained", "sft")}
+    save_pairs(make_pairs(policies, World().split("train"), n_pairs, seed=seed))
+
+
+artifacts.BUILDERS["reward_model"] = lambda: run_reward_model(
+    RewardConfig.for_mode(quick=True), build_missing=True)
+artifacts.BUILDERS.setdefault("pairs", build_quick_pairs)
