@@ -191,21 +191,22 @@ class RewardConfig(Settings):
     """Chapter 04: a reward model (the SFT model plus a scalar head) trained on pairwise ratings."""
 
     seed: int = setting(0, "random seed for the whole stage", range=(0, 2**31 - 1))
-    ratings: int = setting(1500, "pairwise ratings to train on: yours first, then the shipped "
-                           "sample, then the simulated rater fills up", range=(20, 1_000_000),
-                           quick=300)
+    ratings: int = setting(1800, "pairwise ratings to train on: all of yours, then the shipped "
+                           "sample, then the simulated rater fills up on chapter 03's pairs",
+                           range=(20, 1_000_000), quick=300)
     heldout_fraction: float = setting(0.15, "share of ratings kept out of training to measure "
                                       "accuracy", range=(0.05, 0.5))
     batch_size: int = setting(32, "rated pairs per optimiser step", range=(1, 4096))
-    max_steps: int = setting(400, "optimiser steps", range=(1, 10**7), quick=120)
-    lr: float = setting(3e-4, "peak learning rate of AdamW", range=(1e-6, 1.0))
+    max_steps: int = setting(250, "optimiser steps", range=(1, 10**7), quick=120)
+    lr: float = setting(1e-4, "peak learning rate of AdamW (lower than SFT's: a new head on "
+                        "a trained body, and few ratings to overfit)", range=(1e-6, 1.0))
     min_lr_ratio: float = setting(0.1, "final learning rate as a fraction of the peak",
                                   range=(0.0, 1.0))
     warmup_steps: int = setting(20, "steps of linear warm-up", range=(0, 10**6), quick=10)
     weight_decay: float = setting(0.1, "AdamW weight decay on matrices", range=(0.0, 1.0))
     grad_clip: float = setting(1.0, "clip the global gradient norm to this (0: off)",
                                range=(0.0, 100.0))
-    eval_every: int = setting(50, "steps between held-out evaluations", range=(1, 10**6),
+    eval_every: int = setting(25, "steps between held-out evaluations", range=(1, 10**6),
                               quick=20)
     rater_temperature: float = setting(0.5, "noise of the simulated rater who fills up the "
                                        "ratings (0: always the gold choice)", range=(0.0, 10.0))

@@ -34,6 +34,7 @@ from .training import TrainingDiverged, lr_at, make_optimizer
 from .world import World, format_dialogue
 
 SAMPLE_FILE = "sample.jsonl"   # the shipped ratings in data/feedback/, used after your own
+SAMPLE_TEMPERATURE = 0.5       # the noise of the simulated rater who made them (rlhf_lab.corpus)
 CHANCE = 0.5                   # accuracy of a coin flip on pairs that are not ties
 TARGETS = {"a": 1.0, "b": 0.0, "tie": 0.5}   # P(A preferred) that each choice stands for
 
@@ -79,8 +80,9 @@ def reward_inputs(tokenizer, prompts: list[str], answers: list[str],
     width = max(len(ids) for ids in rows)
     input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
     attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    left = tokenizer.padding_side == "left"
     for i, ids in enumerate(rows):
-        cols = slice(width - len(ids), width) if tokenizer.padding_side == "left" else slice(0, len(ids))
+        cols = slice(width - len(ids), width) if left else slice(0, len(ids))
         input_ids[i, cols] = torch.tensor(ids)
         attention_mask[i, cols] = 1
     return {"input_ids": input_ids, "attention_mask": attention_mask}
@@ -106,7 +108,8 @@ def rewards(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tor
 
 def normalised(model, r: torch.Tensor) -> torch.Tensor:
     """(r - mean) / std with the statistics `set_normalisation` stored (none stored: r)."""
-    return (r - getattr(model.config, "reward_mean", 0.0)) / getattr(model.config, "reward_std", 1.0)
+    mean = getattr(model.config, "reward_mean", 0.0)
+    return (r - mean) / getattr(model.config, "reward_std", 1.0)
 
 
 @torch.no_grad()
@@ -166,9 +169,15 @@ def training_ratings(cfg: RewardConfig):
 
     In order: (1) your own ratings, every file in data/feedback/ but the shipped sample, all
     of them, even beyond cfg.ratings, since clicks are never thrown away; (2) the shipped
-    sample ratings, only up to cfg.ratings in all; (3) a simulated rater (temperature
-    cfg.rater_temperature) rates chapter 03's pairs that nobody rated, up to cfg.ratings.
+    sample (scripted answers rated by a simulated rater), only up to cfg.ratings in all;
+    (3) a simulated rater (temperature cfg.rater_temperature) rates chapter 03's pairs that
+    nobody rated, answers of our own models, until there are cfg.ratings.
     Returns (records, report), as `fill_ratings` does.
+
+    The sample holds about 1500 ratings, so full mode's 1800 leave about 300 to the
+    simulated rater: answers like those PPO will write. Measured once (seed 0, 306 fresh
+    pairs of our models' answers): trained so, the reward model orders 77% of them as the
+    gold score does, against 75% when trained on the sample alone.
     """
     own, sample = [], []
     for path in sorted(Path(feedback.FEEDBACK_DIR).glob("*.jsonl")):
@@ -179,8 +188,7 @@ def training_ratings(cfg: RewardConfig):
     try:
         return fill_ratings(load_pairs(), human, cfg.ratings, rater)
     except ValueError as error:
-        raise ValueError(f"{error} Lower RewardConfig.ratings, or make more pairs in "
-                         "notebooks/03_human_feedback.ipynb.") from None
+        raise ValueError(f"{error} Or lower RewardConfig.ratings (now {cfg.ratings}).") from None
 
 
 def _pair_ratings(records: list[dict]) -> list[dict]:
@@ -221,23 +229,37 @@ def pair_accuracy(model, tokenizer, examples: pd.DataFrame) -> float:
     return ordering_accuracy(r_a, r_b, torch.tensor(examples["target"].to_numpy()))
 
 
-def noise_ceiling(examples: pd.DataFrame, rater: SimulatedRater) -> float:
+def noise_ceiling(examples: pd.DataFrame,
+                  rater: SimulatedRater | dict[str, SimulatedRater]) -> float:
     """The best expected accuracy any model can reach on the decided pairs of `examples`
-    if `rater` made the choices: the mean over pairs of max(p, 1 - p), p = P(A chosen).
+    given the raters' noise: the mean over pairs of max(p, 1 - p), p = P(A chosen).
 
     A model that always picks the likelier side is right with probability max(p, 1 - p);
     no model can do better on average, because the rater's coin flip is unpredictable.
     p = rater.prob_a_preferred, the Bradley-Terry probability from the gold scores. A
     simulated rater calls a tie when the gold scores differ by less than its tie_margin,
     with no coin flipped, so on a pair that is not a tie p already is P(A | not a tie).
+    `rater` made every choice, or is a dict from the examples' `rater` names to the
+    simulated rater who made (or stands for) each one's choices: see `ceiling_raters`.
     The ceiling holds in expectation: on a few pairs, luck can take a model above it.
     """
     decided = examples[examples["target"] != 0.5]
     if decided.empty:
         return float("nan")
-    p = torch.tensor([rater.prob_a_preferred(row.prompt, row.answer_a, row.answer_b)
+    p = torch.tensor([(rater[row.rater] if isinstance(rater, dict) else rater)
+                      .prob_a_preferred(row.prompt, row.answer_a, row.answer_b)
                       for row in decided.itertuples()])
     return torch.maximum(p, 1 - p).mean().item()
+
+
+def ceiling_raters(examples: pd.DataFrame, cfg: RewardConfig) -> dict[str, SimulatedRater]:
+    """For each rater of `examples`, the simulated rater whose noise is theirs: the shipped
+    sample's rater has temperature SAMPLE_TEMPERATURE, the rater who fills up has
+    cfg.rater_temperature, and it also stands in for people, whose noise is unknown."""
+    sample = SimulatedRater("sample", temperature=SAMPLE_TEMPERATURE)
+    filling = SimulatedRater("simulated", temperature=cfg.rater_temperature)
+    return {name: sample if name == SAMPLE_FILE.removesuffix(".jsonl") else filling
+            for name in examples["rater"].unique()}
 
 
 # --- training -----------------------------------------------------------------------------
@@ -265,9 +287,8 @@ def train_reward_model(model, tokenizer, train_examples: pd.DataFrame, val_examp
             group["lr"] = lr
         idx = torch.randint(len(train_examples), (cfg.batch_size,), generator=generator)
         batch = train_examples.iloc[idx.tolist()]
-        prompts = list(batch["prompt"]) * 2
-        inputs = reward_inputs(tokenizer, prompts, list(batch["answer_a"]) + list(batch["answer_b"]),
-                               max_tokens)
+        answers = list(batch["answer_a"]) + list(batch["answer_b"])
+        inputs = reward_inputs(tokenizer, list(batch["prompt"]) * 2, answers, max_tokens)
         r = rewards(model, **{k: v.to(device) for k, v in inputs.items()})   # (2 * batch,)
         r_a, r_b = r[: len(batch)], r[len(batch):]
         target = torch.tensor(batch["target"].to_numpy(), device=device)
@@ -319,6 +340,8 @@ def set_normalisation(model, mean: float, std: float) -> None:
 
 @dataclass
 class RewardResult:
+    """Everything chapter 04 shows: the trained model, its history and its measurements."""
+
     cfg: RewardConfig
     model: torch.nn.Module
     tokenizer: object
@@ -337,6 +360,7 @@ class RewardResult:
 def run_reward_model(cfg: RewardConfig | None = None, save: bool = True, live_plot=None,
                      build_missing: bool = False) -> RewardResult:
     """Collect ratings, train the reward model, measure it, normalise it, save 'reward_model'.
+
     `build_missing` builds a missing SFT model or missing pairs first, in quick mode."""
     cfg = cfg or RewardConfig.for_mode()
     seed_everything(cfg.seed)
@@ -350,7 +374,7 @@ def run_reward_model(cfg: RewardConfig | None = None, save: bool = True, live_pl
     history = train_reward_model(model, tokenizer, train, val, cfg, live_plot=live_plot)
     train_seconds = time.perf_counter() - start
     accuracy = pair_accuracy(model, tokenizer, val)
-    ceiling = noise_ceiling(val, SimulatedRater("ceiling", temperature=cfg.rater_temperature))
+    ceiling = noise_ceiling(val, ceiling_raters(val, cfg))
     prompts, answers = sft_answers(cfg.normalise_samples, cfg.seed)
     mean, std = reward_stats(model, tokenizer, prompts, answers)
     set_normalisation(model, mean, std)

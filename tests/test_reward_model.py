@@ -102,6 +102,18 @@ def test_noise_ceiling_by_hand():
     ceiling = rm.noise_ceiling(examples, KnownScores(scores, temperature=0.5))
     assert ceiling == pytest.approx((0.880797 + 0.731059) / 2, abs=1e-5)
     assert rm.noise_ceiling(examples, KnownScores(scores, temperature=0.0)) == 1.0
+    # Each pair judged by its own rater: the second by a noisier one (temperature 1):
+    # sigmoid(-0.5) = 0.3775, so max(p, 1-p) = 0.6225 and the ceiling is (0.8808 + 0.6225) / 2.
+    examples["rater"] = ["careful", "hasty", "careful"]
+    raters = {"careful": KnownScores(scores, 0.5), "hasty": KnownScores(scores, 1.0)}
+    assert rm.noise_ceiling(examples, raters) == pytest.approx((0.880797 + 0.622459) / 2, abs=1e-5)
+
+
+def test_ceiling_raters_match_who_rated():
+    examples = pd.DataFrame({"rater": ["sample", "simulated", "me"]})
+    raters = rm.ceiling_raters(examples, RewardConfig.for_mode(rater_temperature=2.0))
+    assert {name: r.temperature for name, r in raters.items()} == {
+        "sample": 0.5, "simulated": 2.0, "me": 2.0}    # a person's noise: the filling rater's
 
 
 def test_ratings_become_examples_with_soft_targets():
@@ -120,23 +132,25 @@ def test_ratings_become_examples_with_soft_targets():
 
 def test_own_ratings_first_then_the_sample_then_the_simulated_rater(monkeypatch, tmp_path):
     questions = [q.text for q in World().split("train")[:40]]
-    writer_own, writer_sample = feedback.RatingsWriter(tmp_path, "me"), feedback.RatingsWriter(tmp_path, "sample")
+    writer_own = feedback.RatingsWriter(tmp_path, "me")
+    writer_sample = feedback.RatingsWriter(tmp_path, "sample")
     for q in questions[:3]:
         writer_own.append(feedback.pair_record("me", q, "Yes.", "No.", "a", "sft"))
-    for q in questions[3:13]:
+    for q in questions[3:33]:
         writer_sample.append(feedback.pair_record("sample", q, "Yes.", "No.", "b", "scripted"))
     pairs = [{"prompt": q, "answer_a": "I do not know.", "answer_b": "Ugh.", "model": "sft"}
-             for q in questions[13:]]
+             for q in questions[33:]]                                 # 7 pairs nobody rated
     monkeypatch.setattr(feedback, "FEEDBACK_DIR", tmp_path)
     monkeypatch.setattr(rm, "load_pairs", lambda: pairs)
-    records, report = rm.training_ratings(RewardConfig.for_mode(ratings=20))
-    assert [r["rater"] for r in records] == ["me"] * 3 + ["sample"] * 10 + ["simulated"] * 7
-    assert report.set_index("rater").ratings.to_dict() == {"me": 3, "sample": 10, "simulated": 7,
-                                                           "total": 20}
-    records, _ = rm.training_ratings(RewardConfig.for_mode(ratings=25))
-    assert len(records) == 25
-    with pytest.raises(ValueError, match="Lower RewardConfig.ratings"):
-        rm.training_ratings(RewardConfig.for_mode(ratings=100))
+
+    def counts(ratings):
+        records, report = rm.training_ratings(RewardConfig.for_mode(ratings=ratings))
+        assert report.set_index("rater").ratings["total"] == len(records) == ratings
+        return [r["rater"] for r in records]
+    assert counts(20) == ["me"] * 3 + ["sample"] * 17                 # the sample is capped
+    assert counts(40) == ["me"] * 3 + ["sample"] * 30 + ["simulated"] * 7
+    with pytest.raises(ValueError, match="Or lower RewardConfig.ratings"):
+        counts(41)                                                    # no pairs left to rate
 
 
 # --- a seeded training run in quick mode -------------------------------------------------
@@ -147,9 +161,11 @@ def trained(sft_trained):
 
 
 def test_reward_model_beats_chance_and_nears_the_noise_ceiling(trained):
-    # Measured with seed 0 in quick mode: ...
+    # Measured with seed 0 in quick mode (300 sample ratings, 45 held out, 34 of them not
+    # ties): accuracy 0.794, noise ceiling 0.898, chance 0.5; about 11 s of training on one
+    # CPU thread. Seeds 1 and 2 gave 0.722 / 0.875 and 0.750 / 0.879, so the margins leave room.
     assert trained.chance == 0.5
-    assert trained.accuracy > 0.6, trained.accuracy
+    assert trained.accuracy > 0.65, trained.accuracy
     assert trained.accuracy > 0.8 * trained.noise_ceiling, (trained.accuracy, trained.noise_ceiling)
     history = trained.history
     assert list(history.columns) == ["step", "train_loss", "train_accuracy", "val_loss",
@@ -164,7 +180,8 @@ def test_saved_reward_model_reloads_with_its_normalisation(trained):
     val = trained.val
     for side in ("left", "right"):
         tok.padding_side = side
-        before = rm.score_answers(trained.model, trained.tokenizer, list(val.prompt), list(val.answer_a))
+        before = rm.score_answers(trained.model, trained.tokenizer, list(val.prompt),
+                                  list(val.answer_a))
         after = rm.score_answers(model, tok, list(val.prompt), list(val.answer_a))
         assert torch.allclose(before, after, atol=1e-5)
     tok.padding_side = "left"
