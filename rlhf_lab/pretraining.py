@@ -7,7 +7,6 @@ and for the benchmark.
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import dataclass
 
 import pandas as pd
@@ -19,7 +18,7 @@ from .config import DATA_DIR, PretrainConfig, get_device, seed_everything
 from .evaluation import unigram_perplexity
 from .model import build_model, count_parameters
 from .tokenizer import train_tokenizer
-from .training import LMData, blocks_from_stream, evaluate_loss, train_lm
+from .training import LMData, blocks_from_stream, evaluate_loss, split_heldout, train_lm
 
 RAW_CORPUS = DATA_DIR / "raw" / "web_dump.txt"
 
@@ -29,14 +28,6 @@ def load_raw_corpus() -> str:
         raise FileNotFoundError(f"{RAW_CORPUS.name} is missing from data/raw/; restore it with "
                                 "`git checkout data/` or regenerate it with `make data`.")
     return RAW_CORPUS.read_text(encoding="utf-8")
-
-
-def split_heldout(docs: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    """Shuffle the documents with `seed` and keep `fraction` of them out of training."""
-    order = list(range(len(docs)))
-    random.Random(seed).shuffle(order)
-    n_val = max(1, int(len(docs) * fraction))
-    return [docs[i] for i in order[n_val:]], [docs[i] for i in order[:n_val]]
 
 
 def take_chars(docs: list[str], max_chars: int) -> list[str]:

@@ -30,7 +30,7 @@ from .model import position_ids
 from .pairs import load_pairs, make_pairs, save_pairs
 from .raters import SimulatedRater, fill_ratings
 from .tokenizer import load_tokenizer
-from .training import TrainingDiverged, lr_at, make_optimizer
+from .training import lr_at, make_optimizer, optimizer_step, split_heldout
 from .world import World, format_dialogue
 
 SAMPLE_FILE = "sample.jsonl"   # the shipped ratings in data/feedback/, used after your own
@@ -48,8 +48,14 @@ def build_reward_model(path_or_name: str | Path):
     initialised. A model without a padding token (GPT-2 from the hub) pads with end-of-text.
     """
     from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging
 
-    model = AutoModelForSequenceClassification.from_pretrained(str(path_or_name), num_labels=1)
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity_error()      # the new head is meant to be missing from the checkpoint
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(str(path_or_name), num_labels=1)
+    finally:
+        logging.set_verbosity(verbosity)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = model.config.eos_token_id
     return model
@@ -200,11 +206,9 @@ def _pair_ratings(records: list[dict]) -> list[dict]:
 def split_ratings(examples: pd.DataFrame, fraction: float,
                   seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, held-out): a seeded shuffle, then the first `fraction` of rows are held out."""
-    order = list(range(len(examples)))
-    random.Random(seed).shuffle(order)
-    n_val = max(1, int(len(examples) * fraction))
-    return (examples.iloc[order[n_val:]].reset_index(drop=True),
-            examples.iloc[order[:n_val]].reset_index(drop=True))
+    train_rows, val_rows = split_heldout(list(range(len(examples))), fraction, seed)
+    return (examples.iloc[train_rows].reset_index(drop=True),
+            examples.iloc[val_rows].reset_index(drop=True))
 
 
 # --- measuring ----------------------------------------------------------------------------
@@ -283,8 +287,6 @@ def train_reward_model(model, tokenizer, train_examples: pd.DataFrame, val_examp
     bar = tqdm(range(cfg.max_steps), desc="training the reward model")
     for step in bar:
         lr = lr_at(step, cfg)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
         idx = torch.randint(len(train_examples), (cfg.batch_size,), generator=generator)
         batch = train_examples.iloc[idx.tolist()]
         answers = list(batch["answer_a"]) + list(batch["answer_b"])
@@ -293,15 +295,7 @@ def train_reward_model(model, tokenizer, train_examples: pd.DataFrame, val_examp
         r_a, r_b = r[: len(batch)], r[len(batch):]
         target = torch.tensor(batch["target"].to_numpy(), device=device)
         loss = preference_loss(r_a, r_b, target)
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(
-                f"The reward model's loss became {loss.item()} at step {step} (learning rate "
-                f"{lr:.2g}). Lower cfg.lr (e.g. to {cfg.lr / 3:.1g}) or keep grad_clip > 0.")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
+        optimizer_step(model, optimizer, loss, cfg, step, lr, what="reward model's loss")
         losses.append(loss.item())
         accuracies.append(ordering_accuracy(r_a.detach().cpu(), r_b.detach().cpu(), target.cpu()))
         if (step + 1) % cfg.eval_every == 0 or step == cfg.max_steps - 1:

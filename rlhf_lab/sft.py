@@ -7,7 +7,6 @@ write answers, not to predict the user's questions.
 from __future__ import annotations
 
 import json
-import random
 from dataclasses import dataclass
 
 import pandas as pd
@@ -16,7 +15,7 @@ import torch
 from . import artifacts
 from .config import DATA_DIR, SFTConfig, seed_everything
 from .evaluation import evaluate_policy
-from .training import IGNORE, LMData, train_lm
+from .training import IGNORE, LMData, split_heldout, train_lm
 from .world import World, format_prompt
 
 DEMONSTRATIONS = DATA_DIR / "sft" / "demonstrations.jsonl"
@@ -57,13 +56,6 @@ def sft_data(tokenizer, demos: list[dict], max_tokens: int) -> LMData:
     return LMData(input_ids, labels, mask)
 
 
-def split_demonstrations(demos: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
-    order = list(range(len(demos)))
-    random.Random(seed).shuffle(order)
-    n_val = max(1, int(len(demos) * fraction))
-    return [demos[i] for i in order[n_val:]], [demos[i] for i in order[:n_val]]
-
-
 @dataclass
 class SFTResult:
     cfg: SFTConfig
@@ -83,7 +75,7 @@ def run_sft(cfg: SFTConfig | None = None, save: bool = True, live_plot=None,
     model, tokenizer = artifacts.load_model("pretrained", build_if_missing=build_missing)
     questions = World().split("heldout")[: cfg.eval_questions]
     before = evaluate_policy(model, tokenizer, questions, seed=cfg.seed)
-    train_demos, val_demos = split_demonstrations(load_demonstrations(), cfg.heldout_fraction, cfg.seed)
+    train_demos, val_demos = split_heldout(load_demonstrations(), cfg.heldout_fraction, cfg.seed)
     max_tokens = min(cfg.max_tokens, model.config.n_positions)
     train = sft_data(tokenizer, train_demos, max_tokens)
     val = sft_data(tokenizer, val_demos, max_tokens)

@@ -10,6 +10,7 @@ every so often measure the loss on held-out data that training never sees.
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass
 
 import pandas as pd
@@ -109,6 +110,32 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the message says what to change."""
 
 
+def split_heldout(items: list, fraction: float, seed: int) -> tuple[list, list]:
+    """Shuffle `items` with `seed` and keep `fraction` of them (at least one) out of training.
+    Returns (train, held-out)."""
+    order = list(range(len(items)))
+    random.Random(seed).shuffle(order)
+    n_val = max(1, int(len(items) * fraction))
+    return [items[i] for i in order[n_val:]], [items[i] for i in order[:n_val]]
+
+
+def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor,
+                   cfg, step: int, lr: float, what: str = "training loss") -> None:
+    """One step at learning rate `lr`: backpropagate `loss`, clip the gradient norm to
+    cfg.grad_clip (0: no clipping), update. A NaN or infinite loss stops training with advice."""
+    if not torch.isfinite(loss):
+        raise TrainingDiverged(
+            f"The {what} became {loss.item()} at step {step} (learning rate {lr:.2g}). "
+            f"Lower cfg.lr (e.g. to {cfg.lr / 3:.1g}) or keep grad_clip > 0.")
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    optimizer.step()
+
+
 def train_lm(model: torch.nn.Module, train: LMData, val: LMData, cfg, *,
              live_plot=None, desc: str = "training") -> pd.DataFrame:
     """Train `model` on `train` for cfg.max_steps steps; return the loss history.
@@ -125,21 +152,11 @@ def train_lm(model: torch.nn.Module, train: LMData, val: LMData, cfg, *,
     bar = tqdm(range(cfg.max_steps), desc=desc)
     for step in bar:
         lr = lr_at(step, cfg)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
         idx = torch.randint(len(train), (cfg.batch_size,), generator=generator)
         batch = train.batch(idx, device)
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         loss = next_token_loss(logits, batch["labels"])
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(
-                f"The training loss became {loss.item()} at step {step} (learning rate "
-                f"{lr:.2g}). Lower cfg.lr (e.g. to {cfg.lr / 3:.1g}) or keep grad_clip > 0.")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
+        optimizer_step(model, optimizer, loss, cfg, step, lr)
         running, n_running = running + loss.item(), n_running + 1
         last = step == cfg.max_steps - 1
         if (step + 1) % cfg.eval_every == 0 or last:

@@ -2,7 +2,8 @@
 import pytest
 
 from rlhf_lab import artifacts
-from rlhf_lab.pretraining import split_heldout, take_chars
+from rlhf_lab.pretraining import take_chars
+from rlhf_lab.training import split_heldout
 
 
 def test_split_and_take_chars():

@@ -38,10 +38,10 @@ def test_demonstrations_load():
     assert len(demos) == 4000 and set(demos[0]) == {"prompt", "response"}
 
 
-def test_sft_raises_the_gold_score_on_heldout_questions(pretrained):
-    from rlhf_lab.sft import run_sft
-    result = run_sft(SFTConfig.for_mode(quick=True))
+def test_sft_raises_the_gold_score_on_heldout_questions(sft_trained):
+    result = sft_trained
+    assert result.cfg == SFTConfig.for_mode(quick=True)
     before, after = result.before.total.mean(), result.after.total.mean()
-    # Measured with seed 0 in quick mode: about X before, Y after (of 4).
+    # Measured with seed 0 in quick mode: 1.22 before, 1.82 after (of 4); correct 0.05 -> 0.14.
     assert after > before + 0.4, (before, after)
     assert result.after.correct.mean() > result.before.correct.mean()
