@@ -209,7 +209,8 @@ class FixedKLController:
 class AdaptiveKLController:
     """Adaptive beta of Ziegler et al. (2019): move the KL per answer towards `target`.
 
-    error = clip(current_kl / target - 1, -0.2, 0.2); beta <- beta * (1 + error * n_steps / horizon),
+    error = clip(current_kl / target - 1, -0.2, 0.2);
+    beta <- beta * (1 + error * n_steps / horizon),
     where n_steps is the number of answers in the batch just used.
     """
 
