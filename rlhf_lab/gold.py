@@ -43,7 +43,8 @@ RAMBLE_WORDS = 36    # ... and at this many words or more, concision is 0
 
 @dataclass(frozen=True)
 class Rubric:
-    """Weights of the four criteria in the total score (notebook 03 explains the choice)."""
+    """Weights of the four criteria in the total score; equal by default, so that the kindness
+    and concision RLHF can add weigh as much as the correctness SFT adds."""
 
     correct: float = 1.0
     kind: float = 1.0
