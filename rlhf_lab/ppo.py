@@ -20,12 +20,18 @@ real answer tokens and 0 after the end (padding). Names follow the papers and cl
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
+from . import generation
 from .config import Settings, SettingsError, setting
 from .kl import sequence_kl
+from .model import position_ids
+from .reward_model import score_answers
+from .training import TrainingDiverged
 
 
 @dataclass
@@ -223,3 +229,254 @@ class AdaptiveKLController:
         error = min(max(float(current_kl) / self.target - 1.0, -0.2), 0.2)
         self.value *= 1.0 + error * n_steps / self.horizon
         return self.value
+
+
+# ================================================================ the PPO loop
+#
+# Everything above is math on (batch, answer_len) tensors. Below: the loop that produces
+# those tensors from models (rollout), optimises on them (update), and adapts beta.
+
+GRAD_CLIP = 1.0   # max gradient norm of policy + value head in every PPO step
+
+
+class ValueHead(nn.Module):
+    """V(state): a linear layer hidden -> 1 on the policy's last hidden states.
+
+    It shares the policy's transformer (the value loss trains the body too, weighted by
+    vf_coef). Initialised small, so that the first values are near 0 and do not swamp GAE.
+    """
+
+    def __init__(self, hidden_size: int, init_std: float = 1e-3):
+        super().__init__()
+        self.linear = nn.Linear(hidden_size, 1)
+        nn.init.normal_(self.linear.weight, std=init_std)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """hidden: (batch, seq, hidden) -> values (batch, seq)."""
+        return self.linear(hidden.to(self.linear.weight.dtype)).squeeze(-1)
+
+
+def _answer_forward(model, sequences: torch.Tensor, attention_mask: torch.Tensor,
+                    prompt_length: int, temperature: float, hidden: bool = False):
+    """Logits / temperature at the positions that predict the answer tokens,
+    (batch, answer_len, vocab), and the last hidden states there (batch, answer_len, d)
+    when `hidden` (else None). Position prompt_length - 1 + t predicts answer token t."""
+    out = model(input_ids=sequences, attention_mask=attention_mask,
+                position_ids=position_ids(attention_mask), output_hidden_states=hidden)
+    predicting = slice(prompt_length - 1, sequences.shape[1] - 1)
+    logits = out.logits[:, predicting].float() / temperature      # (batch, answer_len, vocab)
+    states = out.hidden_states[-1][:, predicting] if hidden else None
+    return logits, states
+
+
+def _gather_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """log_softmax(logits) at tokens: (batch, seq, vocab), (batch, seq) -> (batch, seq)."""
+    return torch.log_softmax(logits, dim=-1).gather(-1, tokens[..., None]).squeeze(-1)
+
+
+def answer_logprobs(model, sequences: torch.Tensor, attention_mask: torch.Tensor,
+                    prompt_length: int, temperature: float = 1.0) -> torch.Tensor:
+    """log P(answer token t | everything before) under `model`: (batch, answer_len).
+    The same numbers as kl.token_logprobs(...)[:, prompt_length - 1:]."""
+    logits, _ = _answer_forward(model, sequences, attention_mask, prompt_length, temperature)
+    return _gather_logprobs(logits, sequences[:, prompt_length:])
+
+
+def forward_policy_and_values(policy, value_head: ValueHead, sequences: torch.Tensor,
+                              attention_mask: torch.Tensor, prompt_length: int,
+                              temperature: float = 1.0
+                              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs of the answer tokens and the values of the states that predict them.
+
+    sequences, attention_mask: (batch, seq), prompts left-padded, answers from prompt_length.
+    Returns logprobs, values: (batch, answer_len) each; entry t belongs to answer token t.
+    Gradients flow; the caller chooses torch.no_grad.
+    """
+    logprobs, values, _ = _policy_step_outputs(policy, value_head, sequences, attention_mask,
+                                               prompt_length, temperature)
+    return logprobs, values
+
+
+def _policy_step_outputs(policy, value_head, sequences, attention_mask, prompt_length,
+                         temperature):
+    """logprobs, values, entropy: (batch, answer_len) each (entropy over the vocabulary)."""
+    logits, states = _answer_forward(policy, sequences, attention_mask, prompt_length,
+                                     temperature, hidden=True)
+    logp_all = torch.log_softmax(logits, dim=-1)                   # (batch, answer_len, vocab)
+    logprobs = logp_all.gather(-1, sequences[:, prompt_length:, None]).squeeze(-1)
+    entropy = -(logp_all.exp() * logp_all).sum(-1)                 # (batch, answer_len)
+    return logprobs, value_head(states), entropy
+
+
+def answers_ended(answer_tokens: torch.Tensor, answer_mask: torch.Tensor,
+                  eos_token_id: int) -> torch.Tensor:
+    """Whether each answer produced its end-of-text token: (batch, answer_len) -> (batch,) bool.
+
+    answer_mask is 1 up to and including the first end-of-text, so an answer ended exactly
+    when an end-of-text token lies under its mask (its last real token is end-of-text).
+    """
+    return ((answer_tokens == eos_token_id) & answer_mask.bool()).any(-1)
+
+
+def make_ppo_optimizer(policy, value_head: ValueHead, cfg: PPOConfig) -> torch.optim.Adam:
+    """Adam over the policy and value head at cfg.lr (eps 1e-5, as in Huang et al., 2023)."""
+    params = list(policy.parameters()) + list(value_head.parameters())
+    return torch.optim.Adam(params, lr=cfg.lr, eps=1e-5)
+
+
+def make_kl_controller(cfg: PPOConfig):
+    """Adaptive beta towards cfg.target_kl, or fixed beta when cfg.target_kl is 0."""
+    if cfg.target_kl > 0:
+        return AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon)
+    return FixedKLController(cfg.kl_coef)
+
+
+@dataclass
+class Rollout:
+    """One batch of sampled answers with everything PPO needs. Tensors over answers are
+    (batch, answer_len) and 0 after each answer's end unless said otherwise.
+
+    questions, answers: texts; sequences, attention_mask: (batch, seq) prompt + answer;
+    answer_mask: 1 on answer tokens up to and including end-of-text; prompt_length: where
+    answers start; logprobs, ref_logprobs: of the sampled tokens under the policy and the
+    reference (same temperature); values: of the value head at sampling time; scores:
+    (batch,) normalised reward-model scores with the missing-EOS penalty; ended: (batch,)
+    bool; rewards: per token (KL penalty + score at the last token); advantages: whitened
+    GAE advantages; returns: GAE returns (targets of the value head); kl: per-token KL
+    estimate; kl_coef: the beta used for `rewards`.
+    """
+
+    questions: list[str]
+    answers: list[str]
+    sequences: torch.Tensor
+    attention_mask: torch.Tensor
+    answer_mask: torch.Tensor
+    prompt_length: int
+    logprobs: torch.Tensor
+    ref_logprobs: torch.Tensor
+    values: torch.Tensor
+    scores: torch.Tensor
+    ended: torch.Tensor
+    rewards: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+    kl: torch.Tensor
+    kl_coef: float
+
+    def __len__(self) -> int:
+        return self.sequences.shape[0]
+
+
+def _question_texts(questions) -> list[str]:
+    """Accept Question objects (world.py) or plain strings."""
+    return [q.text if hasattr(q, "text") else str(q) for q in questions]
+
+
+@torch.no_grad()
+def make_rollout(policy, value_head: ValueHead, reference, reward_model, rm_tokenizer,
+                 tokenizer, questions, cfg: PPOConfig, kl_coef: float) -> Rollout:
+    """Steps 1-6 of PPO: sample answers at cfg.temperature (plain sampling: no top-k/top-p,
+    so the log-probs are those of the distribution that sampled, chapter 05), score them,
+    and compute per-token rewards, advantages and returns. No gradients."""
+    texts = _question_texts(questions)
+    policy.eval()                                  # no dropout: old and new log-probs agree
+    reference.eval()
+    s = generation.sample(policy, tokenizer, texts, max_new_tokens=cfg.max_new_tokens,
+                          temperature=cfg.temperature)
+    device = s.sequences.device
+    mask = s.answer_mask.float()                                   # (batch, answer_len)
+    logprobs, values = forward_policy_and_values(policy, value_head, s.sequences,
+                                                 s.attention_mask, s.prompt_length,
+                                                 cfg.temperature)
+    ref_logprobs = answer_logprobs(reference, s.sequences, s.attention_mask, s.prompt_length,
+                                   cfg.temperature)                # (batch, answer_len)
+    values = values * mask
+    raw = score_answers(reward_model, rm_tokenizer, texts, s.answers, normalise=True)
+    ended = answers_ended(s.sequences[:, s.prompt_length:], s.answer_mask,
+                          tokenizer.eos_token_id)                  # (batch,)
+    scores = apply_missing_eos_penalty(raw.to(device), ended, cfg.missing_eos_penalty)
+    rewards, kl = kl_penalised_rewards(scores, logprobs, ref_logprobs, mask, kl_coef,
+                                       cfg.kl_estimator)           # (batch, answer_len) each
+    if cfg.whiten_rewards:
+        rewards = masked_whiten(rewards, mask, shift_mean=False) * mask
+    advantages, returns = gae(rewards, values, mask, cfg.gamma, cfg.lam)
+    advantages = masked_whiten(advantages, mask) * mask
+    return Rollout(texts, s.answers, s.sequences, s.attention_mask, s.answer_mask,
+                   s.prompt_length, logprobs * mask, ref_logprobs * mask, values, scores,
+                   ended, rewards, advantages, returns, kl, float(kl_coef))
+
+
+def ppo_update(policy, value_head: ValueHead, optimizer: torch.optim.Optimizer,
+               rollout: Rollout, cfg: PPOConfig, generator: torch.Generator | None = None
+               ) -> dict[str, float]:
+    """Step 7: cfg.ppo_epochs passes over the rollout in random minibatches of
+    cfg.minibatch_size answers; each step minimises policy_loss + vf_coef * value_loss.
+
+    Returns the mean over minibatches of policy_loss, value_loss, clipfrac, value_clipfrac,
+    approx_kl (k2 of the old policy from the current one) and entropy (nats per token).
+    Dropout stays off (eval mode), so the first minibatch has ratio exactly 1.
+    """
+    policy.eval()
+    params = list(policy.parameters()) + list(value_head.parameters())
+    n = len(rollout)
+    sums: dict[str, float] = {}
+    steps = 0
+    for epoch in range(cfg.ppo_epochs):
+        order = torch.randperm(n, generator=generator).to(rollout.sequences.device)
+        for start in range(0, n, cfg.minibatch_size):
+            rows = order[start:start + cfg.minibatch_size]
+            mask = rollout.answer_mask[rows].float()               # (mb, answer_len)
+            logprobs, values, entropy = _policy_step_outputs(
+                policy, value_head, rollout.sequences[rows], rollout.attention_mask[rows],
+                rollout.prompt_length, cfg.temperature)            # (mb, answer_len) each
+            pg_loss, clipfrac, approx_kl = policy_loss(
+                logprobs, rollout.logprobs[rows], rollout.advantages[rows], mask, cfg.cliprange)
+            vf_loss, vf_clipfrac = value_loss(values, rollout.values[rows],
+                                              rollout.returns[rows], mask, cfg.cliprange_value)
+            loss = pg_loss + cfg.vf_coef * vf_loss
+            if not torch.isfinite(loss):
+                what = "policy loss" if not torch.isfinite(pg_loss) else "value loss"
+                raise TrainingDiverged(
+                    f"The PPO {what} became {loss.item()} (epoch {epoch}, minibatch "
+                    f"{start // cfg.minibatch_size}, kl_coef {rollout.kl_coef:.3g}). Lower "
+                    f"cfg.lr (now {cfg.lr:.2g}, try {cfg.lr / 3:.1g}) or raise cfg.kl_coef so "
+                    f"the policy stays nearer its reference.")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP)
+            optimizer.step()
+            stats = {"policy_loss": pg_loss, "value_loss": vf_loss, "clipfrac": clipfrac,
+                     "value_clipfrac": vf_clipfrac, "approx_kl": approx_kl,
+                     "entropy": masked_mean(entropy.detach(), mask)}
+            for key, value in stats.items():
+                sums[key] = sums.get(key, 0.0) + float(value.detach())
+            steps += 1
+    return {key: total / steps for key, total in sums.items()}
+
+
+def ppo_iteration(policy, value_head: ValueHead, reference, reward_model, rm_tokenizer,
+                  tokenizer, questions, optimizer: torch.optim.Optimizer, kl_controller,
+                  cfg: PPOConfig, generator: torch.Generator | None = None
+                  ) -> dict[str, float]:
+    """One PPO iteration: rollout (steps 1-6), update (step 7), adapt beta (step 8).
+
+    Returns score (mean reward-model score, penalty included), kl (mean KL per answer,
+    nats), kl_coef (the beta this rollout used), next_kl_coef, answer_length (mean tokens),
+    ended (share of answers that ended) and the metrics of `ppo_update`. Warns
+    "KL blow-up" when the KL per answer exceeds 3 * cfg.target_kl.
+    """
+    kl_coef = kl_controller.value
+    rollout = make_rollout(policy, value_head, reference, reward_model, rm_tokenizer,
+                           tokenizer, questions, cfg, kl_coef)
+    kl_per_answer = rollout.kl.sum(-1).mean().item()
+    if cfg.target_kl > 0 and kl_per_answer > 3 * cfg.target_kl:
+        warnings.warn(f"KL blow-up: {kl_per_answer:.2f} nats per answer, more than 3 x "
+                      f"target_kl = {cfg.target_kl}. Lower cfg.lr or raise cfg.kl_coef.",
+                      stacklevel=2)
+    update = ppo_update(policy, value_head, optimizer, rollout, cfg, generator)
+    next_kl_coef = kl_controller.update(kl_per_answer, len(rollout))
+    return dict(score=rollout.scores.mean().item(), kl=kl_per_answer, kl_coef=kl_coef,
+                next_kl_coef=float(next_kl_coef),
+                answer_length=rollout.answer_mask.float().sum(-1).mean().item(),
+                ended=rollout.ended.float().mean().item(), **update)
