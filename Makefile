@@ -24,8 +24,11 @@ $(STAMP): pyproject.toml scripts/install_torch.py
 
 install: $(STAMP)
 
+# JupyterLab refuses to run as root unless told; containers and some lab machines run as root.
+ALLOW_ROOT = $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
+
 lab: install
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $(ALLOW_ROOT)
 
 test: install
 	RLHF_LAB_QUICK=1 $(BIN)/pytest -q
