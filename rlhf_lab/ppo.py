@@ -28,7 +28,7 @@ from torch import nn
 
 from . import generation
 from .config import Settings, SettingsError, setting
-from .kl import sequence_kl
+from .kl import sequence_kl, token_logprobs
 from .model import position_ids
 from .reward_model import score_answers
 from .training import TrainingDiverged
@@ -258,29 +258,22 @@ class ValueHead(nn.Module):
 
 
 def _answer_forward(model, sequences: torch.Tensor, attention_mask: torch.Tensor,
-                    prompt_length: int, temperature: float, hidden: bool = False):
+                    prompt_length: int, temperature: float):
     """Logits / temperature at the positions that predict the answer tokens,
-    (batch, answer_len, vocab), and the last hidden states there (batch, answer_len, d)
-    when `hidden` (else None). Position prompt_length - 1 + t predicts answer token t."""
+    (batch, answer_len, vocab), and the last hidden states there (batch, answer_len, d).
+    Position prompt_length - 1 + t predicts answer token t."""
     out = model(input_ids=sequences, attention_mask=attention_mask,
-                position_ids=position_ids(attention_mask), output_hidden_states=hidden)
+                position_ids=position_ids(attention_mask), output_hidden_states=True)
     predicting = slice(prompt_length - 1, sequences.shape[1] - 1)
     logits = out.logits[:, predicting].float() / temperature      # (batch, answer_len, vocab)
-    states = out.hidden_states[-1][:, predicting] if hidden else None
-    return logits, states
-
-
-def _gather_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """log_softmax(logits) at tokens: (batch, seq, vocab), (batch, seq) -> (batch, seq)."""
-    return torch.log_softmax(logits, dim=-1).gather(-1, tokens[..., None]).squeeze(-1)
+    return logits, out.hidden_states[-1][:, predicting]
 
 
 def answer_logprobs(model, sequences: torch.Tensor, attention_mask: torch.Tensor,
                     prompt_length: int, temperature: float = 1.0) -> torch.Tensor:
-    """log P(answer token t | everything before) under `model`: (batch, answer_len).
-    The same numbers as kl.token_logprobs(...)[:, prompt_length - 1:]."""
-    logits, _ = _answer_forward(model, sequences, attention_mask, prompt_length, temperature)
-    return _gather_logprobs(logits, sequences[:, prompt_length:])
+    """log P(answer token t | everything before) under `model`: (batch, answer_len);
+    chapter 05's `kl.token_logprobs`, cut to the answer."""
+    return token_logprobs(model, sequences, attention_mask, temperature)[:, prompt_length - 1:]
 
 
 def forward_policy_and_values(policy, value_head: ValueHead, sequences: torch.Tensor,
@@ -302,7 +295,7 @@ def _policy_step_outputs(policy, value_head, sequences, attention_mask, prompt_l
                          temperature):
     """logprobs, values, entropy: (batch, answer_len) each (entropy over the vocabulary)."""
     logits, states = _answer_forward(policy, sequences, attention_mask, prompt_length,
-                                     temperature, hidden=True)
+                                     temperature)
     logp_all = torch.log_softmax(logits, dim=-1)                   # (batch, answer_len, vocab)
     logprobs = logp_all.gather(-1, sequences[:, prompt_length:, None]).squeeze(-1)
     entropy = -(logp_all.exp() * logp_all).sum(-1)                 # (batch, answer_len)
