@@ -35,3 +35,11 @@ def sft_trained(pretrained):
     from rlhf_lab.config import SFTConfig
     from rlhf_lab.sft import run_sft
     return run_sft(SFTConfig.for_mode(quick=True))
+
+
+@pytest.fixture(scope="session")
+def reward_trained(sft_trained):
+    """One quick-mode reward-model run on the shared SFT model, saved as 'reward_model'."""
+    from rlhf_lab.config import RewardConfig
+    from rlhf_lab.reward_model import run_reward_model
+    return run_reward_model(RewardConfig.for_mode(quick=True), build_missing=True)

@@ -156,8 +156,8 @@ def test_own_ratings_first_then_the_sample_then_the_simulated_rater(monkeypatch,
 # --- a seeded training run in quick mode -------------------------------------------------
 
 @pytest.fixture(scope="module")
-def trained(sft_trained):
-    return rm.run_reward_model(RewardConfig.for_mode(quick=True), build_missing=True)
+def trained(reward_trained):
+    return reward_trained
 
 
 def test_reward_model_beats_chance_and_nears_the_noise_ceiling(trained):
