@@ -21,6 +21,7 @@ PRODUCERS = {
     "sft": "02_sft",
     "pairs": "03_human_feedback",
     "reward_model": "04_reward_model",
+    "ppo": "06_ppo",
 }
 # artifact name -> a function that builds it in quick mode (registered by each stage's module)
 BUILDERS: dict[str, Callable[[], None]] = {}
@@ -76,7 +77,7 @@ def require(name: str, build_if_missing: bool = False) -> Path:
 
 def _load_builders() -> None:
     """Import the stage modules so that they register their builders."""
-    from . import pretraining, reward_model, sft  # noqa: F401
+    from . import ppo_training, pretraining, reward_model, sft  # noqa: F401
 
 
 def save_dir(name: str, write: Callable[[Path], None], metadata: dict | None = None) -> Path:
@@ -99,11 +100,15 @@ def save_dir(name: str, write: Callable[[Path], None], metadata: dict | None = N
     return final
 
 
-def save_model(model, tokenizer, name: str, metadata: dict | None = None) -> Path:
-    """Save a `transformers` model and its tokenizer as artifact `name`."""
+def save_model(model, tokenizer, name: str, metadata: dict | None = None,
+               write_more: Callable[[Path], None] | None = None) -> Path:
+    """Save a `transformers` model and its tokenizer as artifact `name`; `write_more(folder)`
+    may add files of its own (a metrics CSV, say) to the same atomic save."""
     def write(tmp: Path) -> None:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        if write_more is not None:
+            write_more(tmp)
     return save_dir(name, write, metadata)
 
 

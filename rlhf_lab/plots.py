@@ -54,8 +54,9 @@ class LivePlot:
                                  squeeze=False)
         for ax, (title, columns) in zip(axes[0], self.panels.items()):
             for col in columns:
-                if col in history:
-                    ax.plot(history[self.x], history[col], marker="o", markersize=3, label=col)
+                if col in history:     # a column measured every few steps has gaps: skip them
+                    points = history[[self.x, col]].dropna()
+                    ax.plot(points[self.x], points[col], marker="o", markersize=3, label=col)
             ax.set_title(title)
             ax.set_xlabel(self.x)
             ax.set_ylabel(self.ylabels.get(title, title))

@@ -20,6 +20,7 @@ real answer tokens and 0 after the end (padding). Names follow the papers and cl
 """
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import dataclass
 
@@ -46,8 +47,11 @@ class PPOConfig(Settings):
     minibatch_size: int = setting(16, "answers per optimiser step; must divide batch_size",
                                   range=(1, 65536), quick=8)
     ppo_epochs: int = setting(4, "passes over each batch of answers", range=(1, 100), quick=2)
-    lr: float = setting(1e-4, "learning rate of Adam for policy and value head",
-                        range=(1e-8, 1.0))
+    lr: float = setting(2e-5, "peak learning rate of Adam for policy and value head",
+                        range=(1e-8, 1.0), quick=1e-4)
+    lr_schedule: str = setting("linear", "learning rate over the iterations: 'linear' decays "
+                               "from lr to 0 at the last iteration, 'constant' keeps it",
+                               choices=("linear", "constant"))
     temperature: float = setting(1.0, "sampling temperature of the rollouts (log-probs use "
                                  "the same one)", range=(1e-3, 10.0))
     max_new_tokens: int = setting(40, "longest answer in tokens", range=(1, 4096), quick=24)
@@ -62,15 +66,19 @@ class PPOConfig(Settings):
                                      "its loss is clipped", range=(1e-6, 100.0))
     vf_coef: float = setting(0.1, "weight of the value loss in the total loss",
                              range=(0.0, 100.0))
-    kl_coef: float = setting(0.05, "initial beta: weight of the per-token KL penalty",
+    kl_coef: float = setting(0.2, "initial beta: weight of the per-token KL penalty",
                              range=(0.0, 100.0))
     kl_estimator: str = setting("k1", "per-token KL estimate in the reward (see kl.py)",
                                 choices=("k1", "k3"))
-    target_kl: float = setting(6.0, "KL per answer (nats) the adaptive controller aims at; "
+    target_kl: float = setting(3.0, "KL per answer (nats) the adaptive controller aims at; "
                                "0: keep beta fixed", range=(0.0, 1000.0))
     kl_horizon: int = setting(10000, "answers over which beta may change by up to 20%",
                               range=(1, 10**9))
     whiten_rewards: bool = setting(False, "whiten the per-token rewards before GAE")
+    eval_questions: int = setting(300, "held-out questions answered for the gold score",
+                                  range=(1, 100000), quick=48)
+    eval_every: int = setting(10, "iterations between two gold-score measurements",
+                              range=(1, 10**6), quick=5)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -318,11 +326,24 @@ def make_ppo_optimizer(policy, value_head: ValueHead, cfg: PPOConfig) -> torch.o
     return torch.optim.Adam(params, lr=cfg.lr, eps=1e-5)
 
 
+def lr_at_iteration(iteration: int, cfg: PPOConfig) -> float:
+    """The learning rate of iteration `iteration` (0-based) of cfg.steps: cfg.lr throughout,
+    or decayed linearly so that the last iteration uses cfg.lr / cfg.steps (Ziegler et al.,
+    2019 anneal it to 0 the same way)."""
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    return cfg.lr * (1.0 - iteration / cfg.steps)
+
+
 def make_kl_controller(cfg: PPOConfig):
     """Adaptive beta towards cfg.target_kl, or fixed beta when cfg.target_kl is 0."""
     if cfg.target_kl > 0:
         return AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon)
     return FixedKLController(cfg.kl_coef)
+
+
+def _no_timer(name: str) -> contextlib.nullcontext:
+    return contextlib.nullcontext()
 
 
 @dataclass
@@ -368,24 +389,31 @@ def _question_texts(questions) -> list[str]:
 
 @torch.no_grad()
 def make_rollout(policy, value_head: ValueHead, reference, reward_model, rm_tokenizer,
-                 tokenizer, questions, cfg: PPOConfig, kl_coef: float) -> Rollout:
+                 tokenizer, questions, cfg: PPOConfig, kl_coef: float,
+                 timer=_no_timer) -> Rollout:
     """Steps 1-6 of PPO: sample answers at cfg.temperature (plain sampling: no top-k/top-p,
     so the log-probs are those of the distribution that sampled, chapter 05), score them,
-    and compute per-token rewards, advantages and returns. No gradients."""
+    and compute per-token rewards, advantages and returns. No gradients.
+
+    `timer(name)` is a context manager around each part (bench/ppo_step.py times them)."""
     texts = _question_texts(questions)
     policy.eval()                                  # no dropout: old and new log-probs agree
     reference.eval()
-    s = generation.sample(policy, tokenizer, texts, max_new_tokens=cfg.max_new_tokens,
-                          temperature=cfg.temperature)
+    with timer("generation"):
+        s = generation.sample(policy, tokenizer, texts, max_new_tokens=cfg.max_new_tokens,
+                              temperature=cfg.temperature)
     device = s.sequences.device
     mask = s.answer_mask.float()                                   # (batch, answer_len)
-    logprobs, values = forward_policy_and_values(policy, value_head, s.sequences,
-                                                 s.attention_mask, s.prompt_length,
-                                                 cfg.temperature)
-    ref_logprobs = answer_logprobs(reference, s.sequences, s.attention_mask, s.prompt_length,
-                                   cfg.temperature)                # (batch, answer_len)
+    with timer("policy forward"):
+        logprobs, values = forward_policy_and_values(policy, value_head, s.sequences,
+                                                     s.attention_mask, s.prompt_length,
+                                                     cfg.temperature)
+    with timer("reference pass"):
+        ref_logprobs = answer_logprobs(reference, s.sequences, s.attention_mask,
+                                       s.prompt_length, cfg.temperature)  # (batch, answer_len)
     values = values * mask
-    raw = score_answers(reward_model, rm_tokenizer, texts, s.answers, normalise=True)
+    with timer("scoring"):
+        raw = score_answers(reward_model, rm_tokenizer, texts, s.answers, normalise=True)
     ended = answers_ended(s.sequences[:, s.prompt_length:], s.answer_mask,
                           tokenizer.eos_token_id)                  # (batch,)
     scores = apply_missing_eos_penalty(raw.to(device), ended, cfg.missing_eos_penalty)
@@ -450,8 +478,8 @@ def ppo_update(policy, value_head: ValueHead, optimizer: torch.optim.Optimizer,
 
 def ppo_iteration(policy, value_head: ValueHead, reference, reward_model, rm_tokenizer,
                   tokenizer, questions, optimizer: torch.optim.Optimizer, kl_controller,
-                  cfg: PPOConfig, generator: torch.Generator | None = None
-                  ) -> dict[str, float]:
+                  cfg: PPOConfig, generator: torch.Generator | None = None,
+                  timer=_no_timer) -> dict[str, float]:
     """One PPO iteration: rollout (steps 1-6), update (step 7), adapt beta (step 8).
 
     Returns score (mean reward-model score, penalty included), kl (mean KL per answer,
@@ -461,13 +489,14 @@ def ppo_iteration(policy, value_head: ValueHead, reference, reward_model, rm_tok
     """
     kl_coef = kl_controller.value
     rollout = make_rollout(policy, value_head, reference, reward_model, rm_tokenizer,
-                           tokenizer, questions, cfg, kl_coef)
+                           tokenizer, questions, cfg, kl_coef, timer)
     kl_per_answer = rollout.kl.sum(-1).mean().item()
     if cfg.target_kl > 0 and kl_per_answer > 3 * cfg.target_kl:
         warnings.warn(f"KL blow-up: {kl_per_answer:.2f} nats per answer, more than 3 x "
                       f"target_kl = {cfg.target_kl}. Lower cfg.lr or raise cfg.kl_coef.",
                       stacklevel=2)
-    update = ppo_update(policy, value_head, optimizer, rollout, cfg, generator)
+    with timer("update"):
+        update = ppo_update(policy, value_head, optimizer, rollout, cfg, generator)
     next_kl_coef = kl_controller.update(kl_per_answer, len(rollout))
     return dict(score=rollout.scores.mean().item(), kl=kl_per_answer, kl_coef=kl_coef,
                 next_kl_coef=float(next_kl_coef),

@@ -16,13 +16,15 @@ from rlhf_lab.ppo import (AdaptiveKLController, FixedKLController, PPOConfig,
 def test_config_defaults_quick_and_validation():
     cfg = PPOConfig()
     assert (cfg.gamma, cfg.lam, cfg.cliprange, cfg.kl_coef, cfg.target_kl) == \
-        (1.0, 0.95, 0.2, 0.05, 6.0)
+        (1.0, 0.95, 0.2, 0.2, 3.0)
     quick = PPOConfig.for_mode(quick=True)
     assert quick.batch_size < cfg.batch_size and quick.steps < cfg.steps
     with pytest.raises(SettingsError, match="lam"):
         PPOConfig(lam=1.5)
     with pytest.raises(SettingsError, match="kl_estimator"):
         PPOConfig(kl_estimator="k2")
+    with pytest.raises(SettingsError, match="lr_schedule"):
+        PPOConfig(lr_schedule="cosine")
     with pytest.raises(SettingsError, match="minibatch_size"):
         PPOConfig(batch_size=64, minibatch_size=24)
 

@@ -1,0 +1,160 @@
+"""Chapter 06 as one stage: PPO on the SFT model against the reward model, with live curves.
+
+Taught in notebooks/06_ppo.ipynb; the algorithm itself (one function per idea) is in ppo.py.
+The policy starts as the SFT model; a frozen copy of it is the reference of the KL penalty.
+Every iteration samples a batch of training questions and runs `ppo.ppo_iteration`; every
+`eval_every` iterations the policy answers the same held-out questions and is graded by the
+gold scorer, which PPO never sees, and by the reward model, which it optimises.
+"""
+from __future__ import annotations
+
+import copy
+import random
+import time
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from . import artifacts
+from .config import get_device, seed_everything
+from .evaluation import evaluate_policy
+from .plots import LivePlot
+from .ppo import (
+    PPOConfig,
+    ValueHead,
+    lr_at_iteration,
+    make_kl_controller,
+    make_ppo_optimizer,
+    ppo_iteration,
+)
+from .reward_model import load_reward_model, score_answers
+from .world import World
+
+PANELS = {
+    "reward-model reward": ["score"],
+    "gold score, held out": ["gold"],
+    "KL from SFT (nats per answer)": ["kl"],
+    "entropy (nats per token)": ["entropy"],
+}
+
+
+def ppo_live_plot(name: str | None = "ppo_curves") -> LivePlot:
+    """The live figure of chapter 06: reward, gold score, KL and entropy by iteration."""
+    return LivePlot(PANELS, x="iteration", name=name)
+
+
+def evaluate_with_reward(policy, tokenizer, reward_model, rm_tokenizer, questions,
+                         seed: int) -> pd.DataFrame:
+    """`evaluate_policy` plus a column `reward`: the reward model's (normalised) score of
+    each answer. Runs on a forked random state, so measuring does not change training."""
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        graded = evaluate_policy(policy, tokenizer, questions, seed=seed)
+    graded["reward"] = score_answers(reward_model, rm_tokenizer, list(graded.question),
+                                     list(graded.answer)).tolist()
+    return graded
+
+
+def train_ppo(policy, value_head: ValueHead, reference, reward_model, rm_tokenizer, tokenizer,
+              train_questions, eval_questions, cfg: PPOConfig, live_plot=None,
+              progress: bool = True) -> tuple[pd.DataFrame, dict[int, pd.DataFrame]]:
+    """Run cfg.steps PPO iterations; return the metrics, one row per iteration, and the
+    graded held-out answers of every measurement, by iteration (0: the starting policy).
+
+    Row 0 is the starting policy (gold and held-out reward only). Columns: iteration, lr,
+    the metrics of `ppo_iteration` (score, kl, kl_coef, entropy, clipfrac, approx_kl, ...),
+    seconds, and, every cfg.eval_every iterations and at the end, gold (mean gold total on
+    `eval_questions`) and heldout_reward (mean reward-model score of those answers).
+    `live_plot(history)` is called after every iteration.
+    """
+    seed_everything(cfg.seed)
+    optimizer = make_ppo_optimizer(policy, value_head, cfg)
+    kl_controller = make_kl_controller(cfg)
+    sampler = random.Random(cfg.seed)
+    generator = torch.Generator().manual_seed(cfg.seed)
+
+    graded: dict[int, pd.DataFrame] = {}
+
+    def measure(row: dict) -> None:
+        answers = evaluate_with_reward(policy, tokenizer, reward_model, rm_tokenizer,
+                                       eval_questions, cfg.seed)
+        row["gold"], row["heldout_reward"] = answers.total.mean(), answers.reward.mean()
+        graded[row["iteration"]] = answers
+
+    rows = [{"iteration": 0}]
+    measure(rows[0])
+    for i in tqdm(range(cfg.steps), desc="PPO", disable=not progress):
+        lr = lr_at_iteration(i, cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        batch = sampler.sample(train_questions, min(cfg.batch_size, len(train_questions)))
+        batch += sampler.choices(train_questions, k=cfg.batch_size - len(batch))
+        start = time.perf_counter()
+        stats = ppo_iteration(policy, value_head, reference, reward_model, rm_tokenizer,
+                              tokenizer, batch, optimizer, kl_controller, cfg, generator)
+        row = {"iteration": i + 1, "lr": lr, **stats, "seconds": time.perf_counter() - start}
+        if (i + 1) % cfg.eval_every == 0 or i + 1 == cfg.steps:
+            measure(row)
+        rows.append(row)
+        if live_plot is not None:
+            live_plot(pd.DataFrame(rows))
+    return pd.DataFrame(rows), graded
+
+
+@dataclass
+class PPOResult:
+    """What chapter 06 shows: settings, the trained policy, its reference, the metrics by
+    iteration, and graded answers to the held-out questions before and after PPO."""
+
+    cfg: PPOConfig
+    policy: object
+    reference: object
+    tokenizer: object
+    history: pd.DataFrame
+    before: pd.DataFrame
+    after: pd.DataFrame
+    seconds: float
+
+
+def load_ppo_models(build_missing: bool = False):
+    """policy (the SFT model, trainable), reference (a frozen copy), the SFT tokenizer, the
+    reward model and its tokenizer. `build_missing` builds missing artifacts in quick mode."""
+    policy, tokenizer = artifacts.load_model("sft", build_if_missing=build_missing)
+    reference = copy.deepcopy(policy).eval().requires_grad_(False)
+    reward_model, rm_tokenizer = load_reward_model(build_if_missing=build_missing)
+    reward_model.requires_grad_(False)
+    return policy, reference, tokenizer, reward_model, rm_tokenizer
+
+
+def run_ppo(cfg: PPOConfig | None = None, save: bool = True, live_plot=None,
+            build_missing: bool = False, progress: bool = True) -> PPOResult:
+    """Chapter 06 end to end: load, grade, train with PPO, grade again, save artifact 'ppo'
+    (the policy, its tokenizer and metrics.csv)."""
+    cfg = cfg or PPOConfig.for_mode()
+    seed_everything(cfg.seed)
+    policy, reference, tokenizer, reward_model, rm_tokenizer = load_ppo_models(build_missing)
+    value_head = ValueHead(policy.config.hidden_size).to(get_device())
+    world = World()
+    train_questions = world.split("train")
+    eval_questions = world.split("heldout")[: cfg.eval_questions]
+    start = time.perf_counter()
+    history, graded = train_ppo(policy, value_head, reference, reward_model, rm_tokenizer,
+                                tokenizer, train_questions, eval_questions, cfg, live_plot,
+                                progress)
+    seconds = time.perf_counter() - start
+    before, after = graded[0], graded[cfg.steps]
+    if save:
+        last = history.iloc[-1]
+        artifacts.save_model(
+            policy, tokenizer, "ppo",
+            {"config": cfg.__dict__, "gold_before": before.total.mean(),
+             "gold_after": after.total.mean(), "reward_before": before.reward.mean(),
+             "reward_after": after.reward.mean(), "final_kl": last.kl, "seconds": seconds},
+            write_more=lambda folder: history.to_csv(folder / "metrics.csv", index=False))
+    return PPOResult(cfg, policy, reference, tokenizer, history, before, after, seconds)
+
+
+artifacts.BUILDERS["ppo"] = lambda: run_ppo(PPOConfig.for_mode(quick=True), build_missing=True,
+                                            progress=False)
