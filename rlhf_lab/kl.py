@@ -131,3 +131,29 @@ def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                    position_ids=position_ids(attention_mask)).logits       # (batch, seq, vocab)
     logp = torch.log_softmax(logits[:, :-1] / temperature, dim=-1)         # (batch, seq-1, vocab)
     return logp.gather(-1, input_ids[:, 1:, None]).squeeze(-1)             # (batch, seq-1)
+
+
+@torch.no_grad()
+def sample_with_kl(policy, reference, tokenizer, prompts: list[str], *,
+                   max_new_tokens: int = 40, temperature: float = 1.0, batch_size: int = 64
+                   ) -> tuple[list[str], torch.Tensor]:
+    """Sample one answer per prompt from `policy` and estimate KL(policy || reference) of each
+    answer: the k1 sum over its tokens, end-of-text included. Returns answers and KL (n,), nats.
+
+    The mean over many prompts is an unbiased estimate of the KL per answer, the x-axis of
+    the reward-against-KL plots of chapters 07 and 08. Plain sampling at `temperature`, so
+    the samples come from the distribution whose log-probs are used (section 4 above).
+    """
+    from .generation import sample
+
+    answers, kls = [], []
+    for start in range(0, len(prompts), batch_size):
+        s = sample(policy, tokenizer, prompts[start:start + batch_size],
+                   max_new_tokens=max_new_tokens, temperature=temperature)
+        cut = s.prompt_length - 1
+        logprobs = token_logprobs(policy, s.sequences, s.attention_mask, temperature)[:, cut:]
+        ref_logprobs = token_logprobs(reference, s.sequences, s.attention_mask,
+                                      temperature)[:, cut:]
+        answers += s.answers
+        kls.append(sequence_kl(logprobs, ref_logprobs, s.answer_mask)[1].cpu())
+    return answers, torch.cat(kls)

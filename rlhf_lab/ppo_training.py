@@ -19,7 +19,8 @@ from tqdm.auto import tqdm
 
 from . import artifacts
 from .config import get_device, seed_everything
-from .evaluation import evaluate_policy
+from .evaluation import evaluate_answers
+from .kl import sample_with_kl
 from .plots import LivePlot
 from .ppo import (
     PPOConfig,
@@ -45,15 +46,21 @@ def ppo_live_plot(name: str | None = "ppo_curves") -> LivePlot:
     return LivePlot(PANELS, x="iteration", name=name)
 
 
-def evaluate_with_reward(policy, tokenizer, reward_model, rm_tokenizer, questions,
-                         seed: int) -> pd.DataFrame:
-    """`evaluate_policy` plus a column `reward`: the reward model's (normalised) score of
-    each answer. Runs on a forked random state, so measuring does not change training."""
+def evaluate_with_reward(policy, tokenizer, reward_model, rm_tokenizer, reference, questions,
+                         seed: int, max_new_tokens: int = 40) -> pd.DataFrame:
+    """Answer `questions` (sampled at temperature 1, seeded) and grade each answer: the gold
+    rubric (`evaluation.evaluate_answers`), `reward` (the reward model's normalised score) and
+    `kl` (k1 estimate of KL from `reference` in nats, `kl.sample_with_kl`). Runs on a forked
+    random state, so measuring in the middle of training does not change the training."""
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices):
-        graded = evaluate_policy(policy, tokenizer, questions, seed=seed)
-    graded["reward"] = score_answers(reward_model, rm_tokenizer, list(graded.question),
-                                     list(graded.answer)).tolist()
+        torch.manual_seed(seed)
+        texts = [q.text for q in questions]
+        answers, kl = sample_with_kl(policy, reference, tokenizer, texts,
+                                     max_new_tokens=max_new_tokens)
+    graded = evaluate_answers(questions, answers)
+    graded["reward"] = score_answers(reward_model, rm_tokenizer, texts, answers).tolist()
+    graded["kl"] = kl.tolist()
     return graded
 
 
@@ -63,10 +70,11 @@ def train_ppo(policy, value_head: ValueHead, reference, reward_model, rm_tokeniz
     """Run cfg.steps PPO iterations; return the metrics, one row per iteration, and the
     graded held-out answers of every measurement, by iteration (0: the starting policy).
 
-    Row 0 is the starting policy (gold and held-out reward only). Columns: iteration, lr,
+    Row 0 is the starting policy (held-out measurements only). Columns: iteration, lr,
     the metrics of `ppo_iteration` (score, kl, kl_coef, entropy, clipfrac, approx_kl, ...),
     seconds, and, every cfg.eval_every iterations and at the end, gold (mean gold total on
-    `eval_questions`) and heldout_reward (mean reward-model score of those answers).
+    `eval_questions`), heldout_reward (mean reward-model score of those answers) and
+    heldout_kl (their mean KL from the reference, nats per answer).
     `live_plot(history)` is called after every iteration.
     """
     seed_everything(cfg.seed)
@@ -79,8 +87,9 @@ def train_ppo(policy, value_head: ValueHead, reference, reward_model, rm_tokeniz
 
     def measure(row: dict) -> None:
         answers = evaluate_with_reward(policy, tokenizer, reward_model, rm_tokenizer,
-                                       eval_questions, cfg.seed)
+                                       reference, eval_questions, cfg.seed)
         row["gold"], row["heldout_reward"] = answers.total.mean(), answers.reward.mean()
+        row["heldout_kl"] = answers.kl.mean()
         graded[row["iteration"]] = answers
 
     rows = [{"iteration": 0}]

@@ -173,3 +173,32 @@ def test_non_finite_loss_raises_training_diverged(models, tokenizer, world_quest
     optimizer = make_ppo_optimizer(policy, value_head, cfg)
     with pytest.raises(TrainingDiverged, match="value loss.*lr.*kl_coef"):
         ppo_update(policy, value_head, optimizer, r, cfg)
+
+
+def test_sample_with_kl_is_zero_against_itself_and_unbiased_against_a_changed_copy(
+        models, tokenizer, world_questions):
+    from rlhf_lab.generation import sample
+    from rlhf_lab.kl import kl_from_logits, sample_with_kl
+
+    policy, _, reference, _ = models
+    prompts = [q.text for q in world_questions]
+    torch.manual_seed(0)
+    answers, kl = sample_with_kl(policy, reference, tokenizer, prompts, max_new_tokens=8)
+    assert len(answers) == len(prompts) and torch.equal(kl, torch.zeros(len(prompts)))
+
+    # One-token answers to one prompt: the mean k1 over many samples must match the exact
+    # KL of the next-token distributions, sum_x p(x) log p(x)/q(x), within 4 standard errors.
+    changed = copy.deepcopy(reference)
+    with torch.no_grad():
+        changed.lm_head.weight.add_(0.5 * torch.randn_like(changed.lm_head.weight))
+    torch.manual_seed(1)
+    _, kl = sample_with_kl(policy, changed, tokenizer, prompts[:1] * 4000, max_new_tokens=1,
+                           batch_size=1000)
+    s = sample(policy, tokenizer, prompts[:1], max_new_tokens=1)
+    with torch.no_grad():
+        logits_p = policy(s.sequences[:, :s.prompt_length]).logits[0, -1]
+        logits_q = changed(s.sequences[:, :s.prompt_length]).logits[0, -1]
+    exact = kl_from_logits(logits_p, logits_q).item()
+    standard_error = kl.std().item() / math.sqrt(len(kl))
+    assert exact > 0.05
+    assert abs(kl.mean().item() - exact) < 4 * standard_error, (kl.mean().item(), exact)

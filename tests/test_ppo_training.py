@@ -49,7 +49,7 @@ def test_quick_ppo_raises_the_gold_score_over_sft_at_bounded_kl(ppo_run):
     assert history.kl.iloc[1:].max() < 10.0, history.kl.max()       # nats per answer
     assert history.kl.iloc[1] < 1e-4                # first rollout: policy == reference
     assert history.gold.notna().sum() == 1 + math.ceil(20 / 5)    # iteration 0 and every 5
-    assert torch.isfinite(torch.tensor(history.drop(columns=["gold", "heldout_reward"])
+    assert torch.isfinite(torch.tensor(history.drop(columns=["gold", "heldout_reward", "heldout_kl"])
                                        .iloc[1:].to_numpy(dtype=float))).all()
 
 
