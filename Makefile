@@ -5,11 +5,12 @@ BIN     = $(VENV)/bin
 PY      = $(BIN)/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: help install lab test course bench data clean-artifacts
+.PHONY: help install lab test browser course bench data clean-artifacts
 
 help:
 	@echo "make lab     create .venv, install, open JupyterLab on the notebooks"
 	@echo "make test    install, run the unit tests and every notebook (quick mode)"
+	@echo "make browser install Chromium (apt, needs root or sudo) so make test also runs the browser tests"
 	@echo "make course  run every notebook in order, headless, full mode, outputs kept"
 	@echo "make bench   run the benchmarks; tables printed, CSV in bench/results/"
 	@echo "make data    regenerate data/ from the seeded generator"
@@ -30,8 +31,19 @@ ALLOW_ROOT = $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
 lab: install
 	$(BIN)/jupyter lab notebooks/ $(ALLOW_ROOT)
 
+# The browser tests drive Debian's Chromium with Playwright (never a browser download).
+CHROMIUM ?= /usr/bin/chromium
+SUDO      = $(if $(filter 0,$(shell id -u 2>/dev/null)),,sudo)
+
 test: install
-	RLHF_LAB_QUICK=1 $(BIN)/pytest -q
+	@test -x $(CHROMIUM) || echo "NOTE: the browser tests will be SKIPPED: no Chromium at $(CHROMIUM). 'make browser' installs it."
+	RLHF_LAB_QUICK=1 RLHF_LAB_CHROMIUM=$(CHROMIUM) $(BIN)/pytest -q -rs
+
+browser:
+	@if test -x $(CHROMIUM); then echo "Chromium is installed: $(CHROMIUM)"; else \
+	  echo "Installing Debian's chromium package with apt-get (needs root or sudo)"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; fi
 
 course: install
 	@for nb in notebooks/[0-9][0-9]_*.ipynb; do \

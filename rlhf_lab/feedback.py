@@ -39,7 +39,9 @@ from pathlib import Path
 from . import config
 
 SCHEMA_VERSION = 1
-FEEDBACK_DIR = config.DATA_DIR / "feedback"
+# Where ratings go; RLHF_LAB_FEEDBACK moves the folder (the browser test of chapter 03 does, so
+# that it never writes into a learner's data/feedback/).
+FEEDBACK_DIR = Path(os.environ.get("RLHF_LAB_FEEDBACK") or config.DATA_DIR / "feedback")
 
 PAIR_CHOICES = ("a", "b", "tie", "skip")
 SINGLE_CHOICES = ("up", "down", "skip")
