@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from . import generation
+from . import distributed, generation
 from .config import Settings, SettingsError, setting
 from .kl import sequence_kl, token_logprobs
 from .model import position_ids
@@ -41,14 +41,14 @@ class PPOConfig(Settings):
 
     seed: int = setting(0, "random seed for the whole stage", range=(0, 2**31 - 1))
     steps: int = setting(100, "PPO iterations (each: sample a batch, then optimise on it)",
-                         range=(1, 10**6), quick=20)
+                         range=(1, 10**6), quick=60)
     batch_size: int = setting(64, "answers sampled per PPO iteration", range=(1, 65536),
-                              quick=16)
+                              quick=32)
     minibatch_size: int = setting(16, "answers per optimiser step; must divide batch_size",
-                                  range=(1, 65536), quick=8)
+                                  range=(1, 65536))
     ppo_epochs: int = setting(4, "passes over each batch of answers", range=(1, 100), quick=2)
     lr: float = setting(2e-5, "peak learning rate of Adam for policy and value head",
-                        range=(1e-8, 1.0), quick=1e-4)
+                        range=(1e-8, 1.0), quick=5e-5)
     lr_schedule: str = setting("linear", "learning rate over the iterations: 'linear' decays "
                                "from lr to 0 at the last iteration, 'constant' keeps it",
                                choices=("linear", "constant"))
@@ -76,9 +76,9 @@ class PPOConfig(Settings):
                               range=(1, 10**9))
     whiten_rewards: bool = setting(False, "whiten the per-token rewards before GAE")
     eval_questions: int = setting(300, "held-out questions answered for the gold score",
-                                  range=(1, 100000), quick=48)
+                                  range=(1, 100000), quick=366)
     eval_every: int = setting(10, "iterations between two gold-score measurements",
-                              range=(1, 10**6), quick=5)
+                              range=(1, 10**6))
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -395,20 +395,22 @@ def make_rollout(policy, value_head: ValueHead, reference, reward_model, rm_toke
     so the log-probs are those of the distribution that sampled, chapter 05), score them,
     and compute per-token rewards, advantages and returns. No gradients.
 
-    `timer(name)` is a context manager around each part (bench/ppo_step.py times them)."""
+    `timer(name)` is a context manager around each part (bench/ppo_step.py times them).
+    Under `accelerate launch` each process samples with random numbers of its own, and
+    whitens its own advantages (distributed.py)."""
     texts = _question_texts(questions)
     policy.eval()                                  # no dropout: old and new log-probs agree
     reference.eval()
-    with timer("generation"):
+    with timer("generation"), distributed.process_rng():
         s = generation.sample(policy, tokenizer, texts, max_new_tokens=cfg.max_new_tokens,
                               temperature=cfg.temperature)
     device = s.sequences.device
     mask = s.answer_mask.float()                                   # (batch, answer_len)
-    with timer("policy forward"):
+    with timer("policy forward"), distributed.autocast():
         logprobs, values = forward_policy_and_values(policy, value_head, s.sequences,
                                                      s.attention_mask, s.prompt_length,
                                                      cfg.temperature)
-    with timer("reference pass"):
+    with timer("reference pass"), distributed.autocast():
         ref_logprobs = answer_logprobs(reference, s.sequences, s.attention_mask,
                                        s.prompt_length, cfg.temperature)  # (batch, answer_len)
     values = values * mask
@@ -437,20 +439,24 @@ def ppo_update(policy, value_head: ValueHead, optimizer: torch.optim.Optimizer,
     Returns the mean over minibatches of policy_loss, value_loss, clipfrac, value_clipfrac,
     approx_kl (k2 of the old policy from the current one) and entropy (nats per token).
     Dropout stays off (eval mode), so the first minibatch has ratio exactly 1.
+    Under `accelerate launch` the rollout is this process's share of the batch; each step
+    takes its share of a minibatch and the gradients are averaged (distributed.py).
     """
     policy.eval()
     params = list(policy.parameters()) + list(value_head.parameters())
     n = len(rollout)
+    minibatch_size = distributed.local_size(cfg.minibatch_size, "minibatch_size")
     sums: dict[str, float] = {}
     steps = 0
     for epoch in range(cfg.ppo_epochs):
         order = torch.randperm(n, generator=generator).to(rollout.sequences.device)
-        for start in range(0, n, cfg.minibatch_size):
-            rows = order[start:start + cfg.minibatch_size]
+        for start in range(0, n, minibatch_size):
+            rows = order[start:start + minibatch_size]
             mask = rollout.answer_mask[rows].float()               # (mb, answer_len)
-            logprobs, values, entropy = _policy_step_outputs(
-                policy, value_head, rollout.sequences[rows], rollout.attention_mask[rows],
-                rollout.prompt_length, cfg.temperature)            # (mb, answer_len) each
+            with distributed.autocast():
+                logprobs, values, entropy = _policy_step_outputs(
+                    policy, value_head, rollout.sequences[rows], rollout.attention_mask[rows],
+                    rollout.prompt_length, cfg.temperature)        # (mb, answer_len) each
             pg_loss, clipfrac, approx_kl = policy_loss(
                 logprobs, rollout.logprobs[rows], rollout.advantages[rows], mask, cfg.cliprange)
             vf_loss, vf_clipfrac = value_loss(values, rollout.values[rows],
@@ -460,11 +466,12 @@ def ppo_update(policy, value_head: ValueHead, optimizer: torch.optim.Optimizer,
                 what = "policy loss" if not torch.isfinite(pg_loss) else "value loss"
                 raise TrainingDiverged(
                     f"The PPO {what} became {loss.item()} (epoch {epoch}, minibatch "
-                    f"{start // cfg.minibatch_size}, kl_coef {rollout.kl_coef:.3g}). Lower "
+                    f"{start // minibatch_size}, kl_coef {rollout.kl_coef:.3g}). Lower "
                     f"cfg.lr (now {cfg.lr:.2g}, try {cfg.lr / 3:.1g}) or raise cfg.kl_coef so "
                     f"the policy stays nearer its reference.")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            distributed.average_gradients(params)
             torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP)
             optimizer.step()
             stats = {"policy_loss": pg_loss, "value_loss": vf_loss, "clipfrac": clipfrac,
@@ -473,7 +480,7 @@ def ppo_update(policy, value_head: ValueHead, optimizer: torch.optim.Optimizer,
             for key, value in stats.items():
                 sums[key] = sums.get(key, 0.0) + float(value.detach())
             steps += 1
-    return {key: total / steps for key, total in sums.items()}
+    return {key: distributed.mean(total / steps) for key, total in sums.items()}
 
 
 def ppo_iteration(policy, value_head: ValueHead, reference, reward_model, rm_tokenizer,
@@ -486,19 +493,21 @@ def ppo_iteration(policy, value_head: ValueHead, reference, reward_model, rm_tok
     nats), kl_coef (the beta this rollout used), next_kl_coef, answer_length (mean tokens),
     ended (share of answers that ended) and the metrics of `ppo_update`. Warns
     "KL blow-up" when the KL per answer exceeds 3 * cfg.target_kl.
+    Under `accelerate launch` each process answers its share of `questions`, and the
+    metrics are means over all processes.
     """
     kl_coef = kl_controller.value
     rollout = make_rollout(policy, value_head, reference, reward_model, rm_tokenizer,
-                           tokenizer, questions, cfg, kl_coef, timer)
-    kl_per_answer = rollout.kl.sum(-1).mean().item()
+                           tokenizer, distributed.shard(questions), cfg, kl_coef, timer)
+    kl_per_answer = distributed.mean(rollout.kl.sum(-1).mean())
     if cfg.target_kl > 0 and kl_per_answer > 3 * cfg.target_kl:
         warnings.warn(f"KL blow-up: {kl_per_answer:.2f} nats per answer, more than 3 x "
                       f"target_kl = {cfg.target_kl}. Lower cfg.lr or raise cfg.kl_coef.",
                       stacklevel=2)
     with timer("update"):
         update = ppo_update(policy, value_head, optimizer, rollout, cfg, generator)
-    next_kl_coef = kl_controller.update(kl_per_answer, len(rollout))
-    return dict(score=rollout.scores.mean().item(), kl=kl_per_answer, kl_coef=kl_coef,
-                next_kl_coef=float(next_kl_coef),
-                answer_length=rollout.answer_mask.float().sum(-1).mean().item(),
-                ended=rollout.ended.float().mean().item(), **update)
+    next_kl_coef = kl_controller.update(kl_per_answer, len(questions))
+    return dict(score=distributed.mean(rollout.scores.mean()), kl=kl_per_answer,
+                kl_coef=kl_coef, next_kl_coef=float(next_kl_coef),
+                answer_length=distributed.mean(rollout.answer_mask.float().sum(-1).mean()),
+                ended=distributed.mean(rollout.ended.float().mean()), **update)

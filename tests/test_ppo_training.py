@@ -40,15 +40,17 @@ def ppo_run(reward_trained):
 
 
 def test_quick_ppo_raises_the_gold_score_over_sft_at_bounded_kl(ppo_run):
-    # Measured with seed 0 (48 held-out questions, 20 iterations of 16 answers): see the
-    # numbers in the assertion messages; the margin is about half the measured gain.
+    # Quick mode: 60 iterations of 32 answers, graded on all 366 held-out questions. Measured
+    # gold 1.97 -> 2.19 with seed 0 (seeds 1-3: +0.10, +0.11, +0.22), reward -> +0.73, KL
+    # about 1.0 nats per answer; so the margin is +0.08 and the KL bound 3 nats.
     before, after = ppo_run.before.total.mean(), ppo_run.after.total.mean()
     history = ppo_run.history
-    assert after > before + 0.15, (before, after)
-    assert ppo_run.after.reward.mean() > ppo_run.before.reward.mean(), "reward did not rise"
-    assert history.kl.iloc[1:].max() < 10.0, history.kl.max()       # nats per answer
+    assert after > before + 0.08, (before, after)
+    assert ppo_run.after.reward.mean() > ppo_run.before.reward.mean() + 0.3, "reward did not rise"
+    assert ppo_run.after.kl.mean() < 3.0, ppo_run.after.kl.mean()      # nats per answer
+    assert history.kl.iloc[1:].max() < 6.0, history.kl.max()          # rollouts too
     assert history.kl.iloc[1] < 1e-4                # first rollout: policy == reference
-    assert history.gold.notna().sum() == 1 + math.ceil(20 / 5)    # iteration 0 and every 5
+    assert history.gold.notna().sum() == 1 + math.ceil(60 / 10)   # iteration 0 and every 10
     assert torch.isfinite(torch.tensor(history.drop(columns=["gold", "heldout_reward", "heldout_kl"])
                                        .iloc[1:].to_numpy(dtype=float))).all()
 
