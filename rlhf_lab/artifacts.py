@@ -82,8 +82,14 @@ def _load_builders() -> None:
 
 def save_dir(name: str, write: Callable[[Path], None], metadata: dict | None = None) -> Path:
     """Write a folder artifact atomically: `write(tmp)` fills a temporary folder, which is
-    renamed into place with a COMPLETE marker and `metadata` as JSON."""
+    renamed into place with a COMPLETE marker and `metadata` as JSON. Under `accelerate
+    launch` the main process writes and the others wait until it has (rlhf_lab.distributed)."""
+    from . import distributed
+
     final = artifact_path(name)
+    if not distributed.is_main_process():
+        distributed.wait_for_everyone()
+        return final
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -97,6 +103,7 @@ def save_dir(name: str, write: Callable[[Path], None], metadata: dict | None = N
         os.replace(final, old)
     os.replace(tmp, final)
     shutil.rmtree(old, ignore_errors=True)
+    distributed.wait_for_everyone()
     return final
 
 
@@ -114,15 +121,9 @@ def save_model(model, tokenizer, name: str, metadata: dict | None = None,
 
 def load_model(name: str, build_if_missing: bool = False, device=None):
     """Load model and tokenizer saved by `save_model`; see `require` for a missing one."""
-    from transformers import AutoModelForCausalLM
+    from .causal_lm import load_causal_lm
 
-    from .config import get_device
-    from .tokenizer import load_tokenizer
-
-    path = require(name, build_if_missing)
-    model = AutoModelForCausalLM.from_pretrained(path).to(device or get_device())
-    model.eval()
-    return model, load_tokenizer(path)
+    return load_causal_lm(require(name, build_if_missing), device)
 
 
 def read_metadata(name: str) -> dict:

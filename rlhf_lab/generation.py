@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from .causal_lm import context_length
 from .world import format_prompt
 
 
@@ -57,10 +58,10 @@ def sample(model, tokenizer, questions: list[str], *, max_new_tokens: int = 40,
     enc = tokenizer([format_prompt(q) for q in questions], return_tensors="pt",
                     padding=True).to(device)
     prompt_length = enc["input_ids"].shape[1]
-    room = model.config.max_position_embeddings - prompt_length
+    room = context_length(model) - prompt_length
     if room < 1:
         raise ValueError(f"A prompt of {prompt_length} tokens leaves no room in the model's "
-                         f"context of {model.config.max_position_embeddings}.")
+                         f"context of {context_length(model)}.")
     sampling = dict(do_sample=True, temperature=temperature, top_k=top_k, top_p=top_p) \
         if temperature > 0 else dict(do_sample=False)
     sequences = model.generate(**enc, max_new_tokens=min(max_new_tokens, room),

@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import artifacts
+from .causal_lm import load_causal_lm
 from .config import get_device, seed_everything
 from .evaluation import evaluate_answers
 from .kl import sample_with_kl
@@ -127,10 +128,12 @@ class PPOResult:
     seconds: float
 
 
-def load_ppo_models(build_missing: bool = False):
+def load_ppo_models(build_missing: bool = False, start_from=None):
     """policy (the SFT model, trainable), reference (a frozen copy), the SFT tokenizer, the
-    reward model and its tokenizer. `build_missing` builds missing artifacts in quick mode."""
-    policy, tokenizer = artifacts.load_model("sft", build_if_missing=build_missing)
+    reward model and its tokenizer. `build_missing` builds missing artifacts in quick mode.
+    `start_from`: a model folder or hub name (any causal LM) instead of the 'sft' artifact."""
+    policy, tokenizer = (load_causal_lm(start_from) if start_from else
+                         artifacts.load_model("sft", build_if_missing=build_missing))
     reference = copy.deepcopy(policy).eval().requires_grad_(False)
     reward_model, rm_tokenizer = load_reward_model(build_if_missing=build_missing)
     reward_model.requires_grad_(False)
@@ -138,12 +141,13 @@ def load_ppo_models(build_missing: bool = False):
 
 
 def run_ppo(cfg: PPOConfig | None = None, save: bool = True, live_plot=None,
-            build_missing: bool = False, progress: bool = True) -> PPOResult:
+            build_missing: bool = False, progress: bool = True, start_from=None) -> PPOResult:
     """Chapter 06 end to end: load, grade, train with PPO, grade again, save artifact 'ppo'
     (the policy, its tokenizer and metrics.csv)."""
     cfg = cfg or PPOConfig.for_mode()
     seed_everything(cfg.seed)
-    policy, reference, tokenizer, reward_model, rm_tokenizer = load_ppo_models(build_missing)
+    policy, reference, tokenizer, reward_model, rm_tokenizer = load_ppo_models(build_missing,
+                                                                                start_from)
     value_head = ValueHead(policy.config.hidden_size).to(get_device())
     world = World()
     train_questions = world.split("train")

@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 
 from . import artifacts
+from .causal_lm import context_length, load_causal_lm
 from .cleaning import CleaningReport, clean_corpus
 from .config import DATA_DIR, PretrainConfig, get_device, seed_everything
 from .evaluation import unigram_perplexity
@@ -66,17 +67,25 @@ class PretrainResult:
 
 
 def run_pretraining(cfg: PretrainConfig | None = None, save: bool = True,
-                    live_plot=None) -> PretrainResult:
-    """Clean, tokenize, build and pretrain; save the model as artifact 'pretrained'."""
+                    live_plot=None, start_from=None) -> PretrainResult:
+    """Clean, tokenize, build and pretrain; save the model as artifact 'pretrained'.
+
+    `start_from`: a model folder or hub name (any causal LM) to go on pretraining, with its
+    own tokenizer, instead of a new tokenizer and tiny GPT (then cfg.vocab_size, n_layer,
+    n_embd, n_head and dropout are unused); the command line's `pretrain --model`."""
     cfg = cfg or PretrainConfig.for_mode()
     seed_everything(cfg.seed)
     report = clean_corpus(load_raw_corpus())
     train_docs, val_docs = split_heldout(report.documents, cfg.heldout_fraction, cfg.seed)
     train_docs = take_chars(train_docs, cfg.corpus_chars)
-    tokenizer = train_tokenizer(train_docs, cfg.vocab_size)
-    train = blocks_from_stream(token_stream(tokenizer, train_docs), cfg.block_size)
-    val = blocks_from_stream(token_stream(tokenizer, val_docs), cfg.block_size)
-    model = build_model(cfg, tokenizer).to(get_device())
+    if start_from:
+        model, tokenizer = load_causal_lm(start_from)
+    else:
+        tokenizer = train_tokenizer(train_docs, cfg.vocab_size)
+        model = build_model(cfg, tokenizer).to(get_device())
+    block_size = min(cfg.block_size, context_length(model))
+    train = blocks_from_stream(token_stream(tokenizer, train_docs), block_size)
+    val = blocks_from_stream(token_stream(tokenizer, val_docs), block_size)
     history = train_lm(model, train, val, cfg, live_plot=live_plot, desc="pretraining")
     ppl = math.exp(evaluate_loss(model, val, cfg.batch_size))
     uni = unigram_perplexity(train.input_ids, val.target_tokens, len(tokenizer))

@@ -23,7 +23,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import artifacts, feedback
+from . import artifacts, distributed, feedback
+from .causal_lm import check_model, context_length, load_causal_lm
 from .config import RewardConfig, get_device, seed_everything
 from .generation import generate
 from .model import position_ids
@@ -42,7 +43,9 @@ TARGETS = {"a": 1.0, "b": 0.0, "tie": 0.5}   # P(A preferred) that each choice s
 # --- the model ----------------------------------------------------------------------------
 
 def build_reward_model(path_or_name: str | Path):
-    """The SFT model's transformer plus a new scalar head `score` (n_embd -> 1, random init).
+    """The SFT model's transformer plus a new scalar head `score` (hidden size -> 1, random
+    init). Any causal LM whose `...ForSequenceClassification` has a `score` head works
+    (GPT-2, Llama, Mistral, Qwen, ...).
 
     The language-model head is dropped; `transformers` reports `score.weight` as newly
     initialised. A model without a padding token (GPT-2 from the hub) pads with end-of-text.
@@ -56,6 +59,10 @@ def build_reward_model(path_or_name: str | Path):
         model = AutoModelForSequenceClassification.from_pretrained(str(path_or_name), num_labels=1)
     finally:
         logging.set_verbosity(verbosity)
+    if not isinstance(getattr(model, "score", None), torch.nn.Linear):
+        raise ValueError(f"{type(model).__name__} has no linear `score` head, which rewards() "
+                         "reads; use a causal LM whose sequence classifier has one (GPT-2, "
+                         "Llama, Mistral, Qwen, ...).")
     if model.config.pad_token_id is None:
         model.config.pad_token_id = model.config.eos_token_id
     return model
@@ -128,7 +135,7 @@ def score_answers(model, tokenizer, prompts: list[str], answers: list[str], batc
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    max_tokens = model.config.max_position_embeddings
+    max_tokens = context_length(model)
     out = []
     for start in range(0, len(prompts), batch_size):
         batch = reward_inputs(tokenizer, prompts[start:start + batch_size],
@@ -276,28 +283,32 @@ def train_reward_model(model, tokenizer, train_examples: pd.DataFrame, val_examp
     them) in one batch. Every cfg.eval_every steps (and at the end) one history row is added:
     step, mean train_loss and train_accuracy since the last row, val_loss and val_accuracy
     on `val_examples`, and lr. `live_plot`, if given, is called with the history so far.
+    Under `accelerate launch`, each process scores its share of the pairs (distributed.py).
     """
     device = next(model.parameters()).device
     optimizer = make_optimizer(model, cfg)
     generator = torch.Generator().manual_seed(cfg.seed)
-    max_tokens = model.config.max_position_embeddings
+    max_tokens = context_length(model)
     val_target = torch.tensor(val_examples["target"].to_numpy())
     history, losses, accuracies = [], [], []
     model.train()
-    bar = tqdm(range(cfg.max_steps), desc="training the reward model")
+    bar = tqdm(range(cfg.max_steps), desc="training the reward model",
+               disable=not distributed.is_main_process())
     for step in bar:
         lr = lr_at(step, cfg)
         idx = torch.randint(len(train_examples), (cfg.batch_size,), generator=generator)
-        batch = train_examples.iloc[idx.tolist()]
+        batch = train_examples.iloc[distributed.shard(idx).tolist()]
         answers = list(batch["answer_a"]) + list(batch["answer_b"])
         inputs = reward_inputs(tokenizer, list(batch["prompt"]) * 2, answers, max_tokens)
-        r = rewards(model, **{k: v.to(device) for k, v in inputs.items()})   # (2 * batch,)
+        with distributed.autocast():
+            r = rewards(model, **{k: v.to(device) for k, v in inputs.items()})   # (2 * batch,)
         r_a, r_b = r[: len(batch)], r[len(batch):]
         target = torch.tensor(batch["target"].to_numpy(), device=device)
         loss = preference_loss(r_a, r_b, target)
         optimizer_step(model, optimizer, loss, cfg, step, lr, what="reward model's loss")
-        losses.append(loss.item())
-        accuracies.append(ordering_accuracy(r_a.detach().cpu(), r_b.detach().cpu(), target.cpu()))
+        losses.append(distributed.mean(loss))
+        accuracies.append(distributed.mean(
+            ordering_accuracy(r_a.detach().cpu(), r_b.detach().cpu(), target.cpu())))
         if (step + 1) % cfg.eval_every == 0 or step == cfg.max_steps - 1:
             val_a, val_b = pair_rewards(model, tokenizer, val_examples)
             history.append({"step": step + 1, "train_loss": sum(losses) / len(losses),
@@ -352,13 +363,16 @@ class RewardResult:
 
 
 def run_reward_model(cfg: RewardConfig | None = None, save: bool = True, live_plot=None,
-                     build_missing: bool = False) -> RewardResult:
+                     build_missing: bool = False, start_from=None) -> RewardResult:
     """Collect ratings, train the reward model, measure it, normalise it, save 'reward_model'.
 
-    `build_missing` builds a missing SFT model or missing pairs first, in quick mode."""
+    `build_missing` builds a missing SFT model or missing pairs first, in quick mode.
+    `start_from`: a model folder or hub name to use instead of the 'sft' artifact (any causal
+    LM; the command line's `python -m rlhf_lab reward-model --model`)."""
     cfg = cfg or RewardConfig.for_mode()
     seed_everything(cfg.seed)
-    sft_path = artifacts.require("sft", build_if_missing=build_missing)
+    sft_path = (check_model(start_from) if start_from
+                else artifacts.require("sft", build_if_missing=build_missing))
     artifacts.require("pairs", build_if_missing=build_missing)
     records, report = training_ratings(cfg)
     train, val = split_ratings(ratings_to_examples(records), cfg.heldout_fraction, cfg.seed)
@@ -369,7 +383,7 @@ def run_reward_model(cfg: RewardConfig | None = None, save: bool = True, live_pl
     train_seconds = time.perf_counter() - start
     accuracy = pair_accuracy(model, tokenizer, val)
     ceiling = noise_ceiling(val, ceiling_raters(val, cfg))
-    prompts, answers = sft_answers(cfg.normalise_samples, cfg.seed)
+    prompts, answers = sft_answers(cfg.normalise_samples, cfg.seed, start_from)
     mean, std = reward_stats(model, tokenizer, prompts, answers)
     set_normalisation(model, mean, std)
     if save:
@@ -381,9 +395,10 @@ def run_reward_model(cfg: RewardConfig | None = None, save: bool = True, live_pl
                         CHANCE, mean, std, train_seconds)
 
 
-def sft_answers(n: int, seed: int) -> tuple[list[str], list[str]]:
-    """`n` training questions (a seeded sample) and the SFT model's answers at temperature 1."""
-    policy, tokenizer = artifacts.load_model("sft")
+def sft_answers(n: int, seed: int, start_from=None) -> tuple[list[str], list[str]]:
+    """`n` training questions (a seeded sample) and the SFT model's answers at temperature 1
+    (`start_from`: that model folder or hub name instead of the 'sft' artifact)."""
+    policy, tokenizer = load_causal_lm(start_from) if start_from else artifacts.load_model("sft")
     questions = World().split("train")
     prompts = [q.text for q in random.Random(seed).sample(questions, min(n, len(questions)))]
     return prompts, generate(policy, tokenizer, prompts, temperature=1.0, seed=seed)

@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 
 from . import artifacts
+from .causal_lm import context_length, load_causal_lm
 from .config import DATA_DIR, SFTConfig, seed_everything
 from .evaluation import evaluate_policy
 from .training import IGNORE, LMData, split_heldout, train_lm
@@ -33,10 +34,13 @@ def load_demonstrations() -> list[dict]:
 def sft_example(tokenizer, prompt: str, response: str, max_tokens: int) -> tuple[list[int], list[int]]:
     """Token ids of prompt + answer + end-of-text, and labels that are IGNORE on the prompt.
 
-    The answer ends with the end-of-text token, so the model learns when to stop.
+    The answer ends with the end-of-text token, so the model learns when to stop. (A
+    tokenizer that starts every text with a special token, as Llama's does, starts the
+    prompt with it, not the answer.)
     """
     prompt_ids = tokenizer(format_prompt(prompt)).input_ids
-    answer_ids = tokenizer(" " + response).input_ids + [tokenizer.eos_token_id]
+    answer_ids = tokenizer(" " + response, add_special_tokens=False).input_ids
+    answer_ids = answer_ids + [tokenizer.eos_token_id]
     ids = (prompt_ids + answer_ids)[:max_tokens]
     labels = ([IGNORE] * len(prompt_ids) + answer_ids)[:max_tokens]
     return ids, labels
@@ -67,16 +71,19 @@ class SFTResult:
 
 
 def run_sft(cfg: SFTConfig | None = None, save: bool = True, live_plot=None,
-            build_missing: bool = False) -> SFTResult:
+            build_missing: bool = False, start_from=None) -> SFTResult:
     """Load the pretrained model, grade it, fine-tune it, grade it again, save it as 'sft'.
-    `build_missing` builds a missing pretrained model first, in quick mode."""
+    `build_missing` builds a missing pretrained model first, in quick mode. `start_from`: a
+    model folder or hub name to fine-tune instead of the 'pretrained' artifact (any causal
+    LM; the command line's `python -m rlhf_lab sft --model`)."""
     cfg = cfg or SFTConfig.for_mode()
     seed_everything(cfg.seed)
-    model, tokenizer = artifacts.load_model("pretrained", build_if_missing=build_missing)
+    model, tokenizer = (load_causal_lm(start_from) if start_from else
+                        artifacts.load_model("pretrained", build_if_missing=build_missing))
     questions = World().split("heldout")[: cfg.eval_questions]
     before = evaluate_policy(model, tokenizer, questions, seed=cfg.seed)
     train_demos, val_demos = split_heldout(load_demonstrations(), cfg.heldout_fraction, cfg.seed)
-    max_tokens = min(cfg.max_tokens, model.config.n_positions)
+    max_tokens = min(cfg.max_tokens, context_length(model))
     train = sft_data(tokenizer, train_demos, max_tokens)
     val = sft_data(tokenizer, val_demos, max_tokens)
     history = train_lm(model, train, val, cfg, live_plot=live_plot, desc="fine-tuning")

@@ -31,5 +31,22 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int,
         padding_side="left", model_max_length=model_max_length)
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
+
+
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
-    return PreTrainedTokenizerFast.from_pretrained(str(path))
+    """The tokenizer saved in a model folder (or a hub model's, with internet). One without a
+    padding token (GPT-2 and Llama from the hub) pads with its end-of-text token."""
+    from transformers import AutoTokenizer
+
+    folder = Path(path).expanduser()
+    if folder.is_dir() and not any((folder / name).exists() for name in TOKENIZER_FILES):
+        raise ValueError(f"{path} holds no tokenizer (none of {', '.join(TOKENIZER_FILES)}); "
+                         "save the model's tokenizer beside it: tokenizer.save_pretrained(folder).")
+    tokenizer = AutoTokenizer.from_pretrained(str(folder) if folder.is_dir() else str(path))
+    if tokenizer.eos_token is None:
+        raise ValueError(f"The tokenizer of {path} has no end-of-text token, which ends every "
+                         "answer in the course; set tokenizer.eos_token and save it again.")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer

@@ -6,6 +6,10 @@ notebooks/02_sft.ipynb (there, the labels of prompt tokens are -100, so only ans
 The loop is the one every LM uses: sample a batch, compute the loss, backpropagate, clip the
 gradient norm, take an AdamW step with a learning rate that warms up and then decays, and
 every so often measure the loss on held-out data that training never sees.
+
+The same loop runs under `accelerate launch` on several processes (README "Going further"):
+the `distributed` calls below do nothing in a notebook; there, each process trains on its
+share of every batch and the gradients are averaged (see rlhf_lab/distributed.py).
 """
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
+
+from . import distributed
 
 IGNORE = -100  # label value that cross-entropy skips (padding, and prompts during SFT)
 
@@ -122,7 +128,8 @@ def split_heldout(items: list, fraction: float, seed: int) -> tuple[list, list]:
 def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor,
                    cfg, step: int, lr: float, what: str = "training loss") -> None:
     """One step at learning rate `lr`: backpropagate `loss`, clip the gradient norm to
-    cfg.grad_clip (0: no clipping), update. A NaN or infinite loss stops training with advice."""
+    cfg.grad_clip (0: no clipping), update. A NaN or infinite loss stops training with advice.
+    On several processes the gradients are averaged over them before clipping."""
     if not torch.isfinite(loss):
         raise TrainingDiverged(
             f"The {what} became {loss.item()} at step {step} (learning rate {lr:.2g}). "
@@ -131,6 +138,7 @@ def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, los
         group["lr"] = lr
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    distributed.average_gradients(model.parameters())
     if cfg.grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
     optimizer.step()
@@ -149,15 +157,17 @@ def train_lm(model: torch.nn.Module, train: LMData, val: LMData, cfg, *,
     generator = torch.Generator().manual_seed(cfg.seed)
     history, running, n_running = [], 0.0, 0
     model.train()
-    bar = tqdm(range(cfg.max_steps), desc=desc)
+    bar = tqdm(range(cfg.max_steps), desc=desc, disable=not distributed.is_main_process())
     for step in bar:
         lr = lr_at(step, cfg)
         idx = torch.randint(len(train), (cfg.batch_size,), generator=generator)
-        batch = train.batch(idx, device)
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        batch = train.batch(distributed.shard(idx), device)   # several processes: a share each
+        with distributed.autocast():                          # bf16 only if launched with it
+            logits = model(input_ids=batch["input_ids"],
+                           attention_mask=batch["attention_mask"]).logits
         loss = next_token_loss(logits, batch["labels"])
         optimizer_step(model, optimizer, loss, cfg, step, lr)
-        running, n_running = running + loss.item(), n_running + 1
+        running, n_running = running + distributed.mean(loss), n_running + 1
         last = step == cfg.max_steps - 1
         if (step + 1) % cfg.eval_every == 0 or last:
             val_loss = evaluate_loss(model, val, cfg.batch_size, cfg.eval_batches)

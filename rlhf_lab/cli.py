@@ -1,0 +1,219 @@
+"""The command line: every stage of the course outside the notebooks, on any causal LM, on one
+device or several (README, "Going further").
+
+    python -m rlhf_lab <stage> [--quick] [--artifacts DIR] [--model PATH_OR_NAME]
+                               [--device DEVICE] [--build-missing] [--<setting> VALUE ...]
+    accelerate launch [--multi_gpu --num_processes N] [--mixed_precision bf16] \\
+        -m rlhf_lab <stage> ...
+
+Each stage calls the very `run_*` function its notebook calls and writes the same artifact
+under artifacts/<mode>/, so a notebook opened afterwards loads it. Its options are the fields
+of the stage's settings dataclass: `--help` lists each with its meaning, its valid range or
+choices and its defaults in full and quick mode. Values are checked by the dataclass itself,
+so a bad one ends with the same SettingsError message a notebook shows.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import inspect
+import os
+from dataclasses import dataclass
+from unittest import mock
+
+from . import artifacts, distributed
+from .causal_lm import ModelLoadError, check_model
+from .config import SettingsError, get_device, mode_name
+from .training import TrainingDiverged
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage: the function its notebook calls, its settings, and what it reads and writes."""
+
+    run: str            # "module:function", called as run(cfg, save=True, ...)
+    settings: str       # "module:Settings subclass"
+    artifact: str       # what it writes under artifacts/<mode>/
+    notebook: str
+    model: str          # what --model replaces
+
+    def load(self, what: str):
+        module, name = getattr(self, what).split(":")
+        return getattr(importlib.import_module(module), name)
+
+
+STAGES = {
+    "pretrain": Stage("rlhf_lab.pretraining:run_pretraining", "rlhf_lab.config:PretrainConfig",
+                      "pretrained", "01_pretraining",
+                      "goes on pretraining that model with its own tokenizer instead of a new "
+                      "tokenizer and tiny GPT (vocab_size, n_layer, n_embd, n_head and dropout "
+                      "are then unused)"),
+    "sft": Stage("rlhf_lab.sft:run_sft", "rlhf_lab.config:SFTConfig", "sft", "02_sft",
+                 "fine-tunes that model instead of the 'pretrained' artifact"),
+    "reward-model": Stage("rlhf_lab.reward_model:run_reward_model",
+                          "rlhf_lab.config:RewardConfig", "reward_model", "04_reward_model",
+                          "puts the reward head on that model instead of the 'sft' artifact"),
+    "ppo": Stage("rlhf_lab.ppo_training:run_ppo", "rlhf_lab.ppo:PPOConfig", "ppo", "06_ppo",
+                 "starts the policy and its frozen reference from that model instead of the "
+                 "'sft' artifact; the reward model stays the 'reward_model' artifact"),
+    "dpo": Stage("rlhf_lab.dpo:run_dpo", "rlhf_lab.dpo:DPOConfig", "dpo", "08_dpo",
+                 "starts the policy and its frozen reference from that model instead of the "
+                 "'sft' artifact"),
+}
+STAGE_OF_ARTIFACT = {stage.artifact: name for name, stage in STAGES.items()}
+
+
+# --- options from the settings dataclass ---------------------------------------------------
+
+def _valid(f: dataclasses.Field) -> str:
+    if f.metadata.get("range") is not None:
+        lo, hi = f.metadata["range"]
+        return f"range [{lo}, {hi}]"
+    if f.metadata.get("choices") is not None:
+        return "choices: " + ", ".join(map(str, f.metadata["choices"]))
+    return ""
+
+
+def _help(f: dataclasses.Field) -> str:
+    """The field's help, its valid values and its full- and quick-mode defaults."""
+    quick = f.metadata.get("quick")
+    default = f"default {f.default}" + ("" if quick is None else f", quick mode {quick}")
+    parts = [f.metadata.get("help", ""), _valid(f), default]
+    return "; ".join(p for p in parts if p).replace("%", "%%")     # argparse formats with %
+
+
+def _converter(f: dataclasses.Field):
+    """Text -> the field's type; a value that is no number says what is valid."""
+    kind = type(f.default)
+
+    def convert(text: str):
+        try:
+            return kind(text)
+        except ValueError:
+            noun = "whole number" if kind is int else "number"
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a {noun}; {_valid(f) or 'see --help'}") from None
+    convert.__name__ = kind.__name__
+    return convert
+
+
+def add_settings(parser: argparse.ArgumentParser, settings_class) -> None:
+    """One option per field of the settings dataclass: `--field-name VALUE`, or
+    `--flag/--no-flag` for a yes/no field. Unset options keep the mode's default."""
+    group = parser.add_argument_group(f"{settings_class.__name__} (the stage's settings)")
+    for f in dataclasses.fields(settings_class):
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(f.default, bool):
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                               default=None, help=_help(f))
+        else:
+            group.add_argument(flag, dest=f.name, type=_converter(f), default=None,
+                               metavar=type(f.default).__name__.upper(), help=_help(f))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m rlhf_lab", description=__doc__.split("\n\n")[0],
+        epilog="`python -m rlhf_lab <stage> --help` lists the stage's settings.")
+    stages = parser.add_subparsers(dest="stage", required=True, metavar="stage")
+    for name, stage in STAGES.items():
+        try:
+            settings_class = stage.load("settings")
+        except ImportError:
+            sub = stages.add_parser(name, help=f"notebooks/{stage.notebook} (not in this "
+                                    f"checkout yet: {stage.run.split(':')[0]} is missing)")
+            sub.set_defaults(stage_parser=sub, settings_class=None)
+            continue
+        sub = stages.add_parser(
+            name, help=f"notebooks/{stage.notebook}: writes '{stage.artifact}'",
+            description=f"{settings_class.__doc__} Calls {stage.run.replace(':', '.')}, as "
+                        f"notebooks/{stage.notebook}.ipynb does, and writes the artifact "
+                        f"'{stage.artifact}'.")
+        sub.add_argument("--quick", action="store_true",
+                         help="quick mode: the smaller settings tests use, artifacts in "
+                              "artifacts/quick/ (default: $RLHF_LAB_QUICK, else full mode)")
+        sub.add_argument("--artifacts", metavar="DIR",
+                         help="root of the artifacts folder; the mode's full/ or quick/ is "
+                              "added (default: $RLHF_LAB_ARTIFACTS, else artifacts/)")
+        sub.add_argument("--model", metavar="PATH_OR_NAME",
+                         help="any causal LM, a folder saved with save_pretrained or a hub name "
+                              f"(needs internet the first time): the stage {stage.model}")
+        sub.add_argument("--device", help="cpu, cuda, cuda:1, mps ... (default: $RLHF_LAB_DEVICE, "
+                                          "else a GPU when there is one)")
+        sub.add_argument("--build-missing", action="store_true",
+                         help="build missing earlier artifacts first, in quick mode")
+        add_settings(sub, settings_class)
+        sub.set_defaults(stage_parser=sub, settings_class=settings_class)
+    return parser
+
+
+# --- running a stage ------------------------------------------------------------------------
+
+def _environment(args) -> dict[str, str]:
+    """The variables config.py reads, as the options set them."""
+    env = {}
+    if args.quick:
+        env["RLHF_LAB_QUICK"] = "1"
+    if args.artifacts:
+        env["RLHF_LAB_ARTIFACTS"] = os.path.abspath(args.artifacts)
+    if args.device:
+        env["RLHF_LAB_DEVICE"] = args.device
+    return env
+
+
+def _fail(parser: argparse.ArgumentParser, message: str) -> None:
+    parser.exit(1, f"{parser.prog}: {message}\n")
+
+
+def main(argv: list[str] | None = None):
+    """Run one stage as the command line says; return what its run_* function returns
+    (the notebook's result object). Bad settings exit with status 2, a missing artifact or
+    an unusable model with status 1, each with a message instead of a traceback."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    stage, sub = STAGES[args.stage], args.stage_parser
+    if args.settings_class is None:
+        _fail(sub, f"the {args.stage} stage needs {stage.run.split(':')[0]}, which is not in "
+                   "this checkout yet.")
+    with mock.patch.dict(os.environ, _environment(args)):
+        fields = dataclasses.fields(args.settings_class)
+        overrides = {f.name: getattr(args, f.name) for f in fields
+                     if getattr(args, f.name) is not None}
+        try:
+            cfg = args.settings_class.for_mode(**overrides)
+        except SettingsError as error:
+            sub.error(str(error))
+        run = stage.load("run")
+        accepts = inspect.signature(run).parameters
+        kwargs = {"save": True}
+        if args.build_missing and "build_missing" in accepts:
+            kwargs["build_missing"] = True
+        if args.model:
+            if "start_from" not in accepts:
+                _fail(sub, f"{stage.run.replace(':', '.')} cannot start from --model yet. "
+                           f"Fine-tune the model first (python -m rlhf_lab sft --model "
+                           f"{args.model}); the {args.stage} stage then starts from that 'sft'.")
+            try:
+                kwargs["start_from"] = check_model(args.model)
+            except ModelLoadError as error:
+                _fail(sub, str(error))
+        if distributed.is_main_process():
+            print(f"rlhf_lab {args.stage}: {mode_name()} mode, device {get_device()}, "
+                  f"processes {distributed.num_processes()}, starting from "
+                  f"{args.model or 'the artifacts'}")
+        try:
+            result = run(cfg, **kwargs)
+        except (ModelLoadError, TrainingDiverged) as error:
+            _fail(sub, str(error))
+        except artifacts.MissingArtifactError as error:
+            maker = STAGE_OF_ARTIFACT.get(error.name)
+            how = f"run `python -m rlhf_lab {maker}` first, or" if maker else "no stage makes it;"
+            _fail(sub, f"{error}\nFrom the command line: {how} add --build-missing to build "
+                       "it now in quick mode.")
+        if distributed.is_main_process():
+            print(f"wrote {artifacts.artifact_path(stage.artifact)}")
+            history = getattr(result, "history", None)
+            if history is not None and len(history):
+                print(history.tail(1).to_string(index=False))
+    return result
