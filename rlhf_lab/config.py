@@ -58,7 +58,8 @@ def get_device(override: str | None = None) -> torch.device:
     if choice:
         return torch.device(choice)
     if torch.cuda.is_available():
-        return torch.device("cuda")
+        local_rank = os.environ.get("LOCAL_RANK")    # accelerate launch: one GPU per process
+        return torch.device("cuda", int(local_rank)) if local_rank else torch.device("cuda")
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
