@@ -107,10 +107,20 @@ def save_dir(name: str, write: Callable[[Path], None], metadata: dict | None = N
     return final
 
 
+def quiet_transformers() -> None:
+    """No progress bars from `transformers` for loading or saving: the course's models are a
+    few MB, and a bar per load only clutters the notebooks."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def save_model(model, tokenizer, name: str, metadata: dict | None = None,
                write_more: Callable[[Path], None] | None = None) -> Path:
     """Save a `transformers` model and its tokenizer as artifact `name`; `write_more(folder)`
     may add files of its own (a metrics CSV, say) to the same atomic save."""
+    quiet_transformers()
+
     def write(tmp: Path) -> None:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
@@ -123,7 +133,9 @@ def load_model(name: str, build_if_missing: bool = False, device=None):
     """Load model and tokenizer saved by `save_model`; see `require` for a missing one."""
     from .causal_lm import load_causal_lm
 
-    return load_causal_lm(require(name, build_if_missing), device)
+    path = require(name, build_if_missing)
+    quiet_transformers()
+    return load_causal_lm(path, device)
 
 
 def read_metadata(name: str) -> dict:

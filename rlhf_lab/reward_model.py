@@ -73,6 +73,7 @@ def load_reward_model(build_if_missing: bool = False, device=None):
     from transformers import AutoModelForSequenceClassification
 
     path = artifacts.require("reward_model", build_if_missing)
+    artifacts.quiet_transformers()
     model = AutoModelForSequenceClassification.from_pretrained(path).to(device or get_device())
     model.eval()
     return model, load_tokenizer(path)
