@@ -7,7 +7,8 @@ A rater perceives the score of an answer as its gold total plus a length bias:
 
     perceived(x) = gold_score(question, x).total + length_bias * words(x)
 
-For a pair it computes d = perceived(a) - perceived(b), then
+For a pair it computes d = perceived(a) - perceived(b) + position_bias (a pull towards
+whichever answer is shown as A), then
 - tie rule: if |d| < tie_margin it says "tie" (no coin is flipped);
 - otherwise it says "a" with the Bradley-Terry probability sigmoid(d / temperature), else "b".
 For one answer it says "up" with probability sigmoid((perceived(x) - thumbs_threshold) /
@@ -58,20 +59,25 @@ class SimulatedRater:
     tie_margin   >= 0: a pair whose perceived scores differ by less is a tie.
     thumbs_threshold: a single answer perceived at or above it gets "up" (at temperature 0).
     seed         fixes the coin flips, so the same rater rates the same way twice.
+    position_bias any number: added to the difference in favour of the answer shown as A
+                 (> 0 prefers whatever is on the left, < 0 whatever is on the right).
     """
 
     def __init__(self, name: str, temperature: float = 0.5, length_bias: float = 0.0,
-                 tie_margin: float = 0.05, thumbs_threshold: float = 3.75, seed: int = 0):
+                 tie_margin: float = 0.05, thumbs_threshold: float = 3.75, seed: int = 0,
+                 position_bias: float = 0.0):
         self.name = feedback.check_rater_name(name)
         self.temperature = _check_number("temperature", temperature, low=0.0)
         self.length_bias = _check_number("length_bias", length_bias)
         self.tie_margin = _check_number("tie_margin", tie_margin, low=0.0)
         self.thumbs_threshold = _check_number("thumbs_threshold", thumbs_threshold)
+        self.position_bias = _check_number("position_bias", position_bias)
         self.rng = random.Random(seed)
 
     def __repr__(self) -> str:
         return (f"SimulatedRater({self.name!r}, temperature={self.temperature}, "
-                f"length_bias={self.length_bias}, tie_margin={self.tie_margin})")
+                f"length_bias={self.length_bias}, tie_margin={self.tie_margin}, "
+                f"position_bias={self.position_bias})")
 
     def perceived_score(self, prompt: str, answer: str) -> float:
         """Gold total of the answer plus length_bias per word: what this rater sees."""
@@ -79,11 +85,12 @@ class SimulatedRater:
         return gold_score(question, answer).total + self.length_bias * len(words(answer))
 
     def difference(self, prompt: str, answer_a: str, answer_b: str) -> float:
-        """perceived(a) - perceived(b): > 0 means this rater leans towards A."""
-        return self.perceived_score(prompt, answer_a) - self.perceived_score(prompt, answer_b)
+        """perceived(a) - perceived(b) + position_bias: > 0 means this rater leans towards A."""
+        return (self.perceived_score(prompt, answer_a) - self.perceived_score(prompt, answer_b)
+                + self.position_bias)
 
     def is_tie(self, prompt: str, answer_a: str, answer_b: str) -> bool:
-        """The tie rule: |perceived(a) - perceived(b)| < tie_margin."""
+        """The tie rule: |difference| < tie_margin (position bias included)."""
         return abs(self.difference(prompt, answer_a, answer_b)) < self.tie_margin
 
     def prob_a_preferred(self, prompt: str, answer_a: str, answer_b: str) -> float:

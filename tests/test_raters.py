@@ -102,6 +102,21 @@ def test_length_bias_shifts_choices_towards_the_longer_answer():
     assert biased > unbiased + 0.15
 
 
+def test_position_bias_pulls_towards_the_answer_shown_as_a():
+    leans_left = SimulatedRater("left", temperature=0.0, position_bias=0.1)
+    assert SimulatedRater("plain", temperature=0.0).choose_pair(PROMPT, GOOD, WARM) == "tie"
+    # GOOD and WARM both score 4.0: whichever is shown as A wins, by 0.1
+    assert leans_left.choose_pair(PROMPT, GOOD, WARM) == "a"
+    assert leans_left.choose_pair(PROMPT, WARM, GOOD) == "a"
+    assert leans_left.difference(PROMPT, GOOD, WARM) == pytest.approx(0.1)
+    # d = 4.0 - 3.5 + 0.5 with A = GOOD, and 3.5 - 4.0 + 0.5 = 0 (a tie) with A = RUDE
+    noisy = SimulatedRater("noisy", temperature=0.5, position_bias=0.5)
+    assert noisy.prob_a_preferred(PROMPT, GOOD, RUDE) == pytest.approx(sigmoid(1.0 / 0.5))
+    assert noisy.is_tie(PROMPT, RUDE, GOOD)
+    assert SimulatedRater("right", temperature=0.0, position_bias=-0.1).choose_pair(
+        PROMPT, GOOD, WARM) == "b"
+
+
 def test_same_seed_same_choices():
     def choices(seed):
         rater = SimulatedRater("sim", temperature=1.0, seed=seed)
@@ -116,6 +131,7 @@ def test_same_seed_same_choices():
     ({"temperature": "hot"}, "temperature must be a finite number"),
     ({"tie_margin": -1}, "tie_margin must be >= 0"),
     ({"length_bias": math.inf}, "length_bias must be a finite number"),
+    ({"position_bias": math.nan}, "position_bias must be a finite number"),
 ])
 def test_bad_settings_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
