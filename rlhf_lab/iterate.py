@@ -1,0 +1,128 @@
+"""Chapter 09: the loop. Rate the new policy's answers, retrain the reward model on every
+rating so far, run PPO again, and measure the gold score round after round.
+
+Taught in notebooks/09_iterate.ipynb. Why it helps: the reward model learned from answers of
+the pretrained and SFT models; PPO moves the policy to answers it has seldom seen, where the
+reward model is least reliable. Rating the new policy's own answers puts training data
+exactly there (Bai et al., 2022, "iterated online RLHF").
+
+One round:
+  1. pairs: two sampled answers of the current policy to each of `pairs_per_round` questions
+  2. ratings: by a person in the widget, a whole class (class_ratings.py) or a simulated rater
+  3. the reward model is trained further on all ratings so far (old ones included, so it
+     does not forget), then re-normalised on the current policy's answers
+  4. PPO from the current policy, with a fresh value head; the reference stays the SFT model,
+     so the KL on the plots is always the distance from where RLHF started
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import pandas as pd
+
+from .config import RewardConfig, Settings, get_device, setting
+from .pairs import make_pairs
+from .ppo import PPOConfig, ValueHead
+from .ppo_training import train_ppo
+from .raters import SimulatedRater, fill_ratings
+from .reward_model import (
+    pair_accuracy,
+    ratings_to_examples,
+    reward_stats,
+    set_normalisation,
+    split_ratings,
+    train_reward_model,
+)
+from .world import World
+
+
+@dataclass
+class IterateConfig(Settings):
+    """Chapter 09: rounds of rate -> retrain the reward model -> PPO."""
+
+    seed: int = setting(0, "random seed for the whole stage", range=(0, 2**31 - 1))
+    rounds: int = setting(2, "rounds of the loop", range=(1, 100))
+    pairs_per_round: int = setting(300, "pairs of the current policy's answers rated per round",
+                                   range=(10, 100000), quick=150)
+    reward_steps: int = setting(120, "optimiser steps of further reward-model training per "
+                                "round", range=(1, 10**6), quick=60)
+    reward_lr: float = setting(5e-5, "peak learning rate of that training (below chapter "
+                               "04's: the model is already trained)", range=(1e-8, 1.0))
+    ppo_steps: int = setting(50, "PPO iterations per round", range=(1, 10**6), quick=30)
+    rater_temperature: float = setting(0.5, "noise of the simulated rater (0: always the "
+                                       "gold choice)", range=(0.0, 100.0))
+
+
+def policy_pairs(policy, tokenizer, questions, n_pairs: int, name: str,
+                 seed: int) -> list[dict]:
+    """`n_pairs` pairs of two answers sampled from `policy` (temperature 1) to the same random
+    question, labelled `name`: what raters see in this round. Identical answers are dropped."""
+    return make_pairs({name: (policy, tokenizer)}, questions, n_pairs, temperatures=(1.0,),
+                      seed=seed)
+
+
+def simulated_ratings(pairs: list[dict], cfg: IterateConfig, round_number: int) -> list[dict]:
+    """A simulated rater (chapter 03) rates every pair: records in the chapter-03 schema."""
+    rater = SimulatedRater(f"simulated-round-{round_number}", temperature=cfg.rater_temperature,
+                           seed=cfg.seed + round_number)
+    records, _ = fill_ratings(pairs, [], len(pairs), rater)
+    return records
+
+
+def retrain_reward_model(reward_model, rm_tokenizer, all_records: list[dict],
+                         new_records: list[dict], cfg: IterateConfig, reward_cfg: RewardConfig,
+                         round_number: int) -> dict:
+    """Step 3: train the reward model further on every rating so far; re-normalise it on the
+    current policy's answers (this round's pairs). Returns the size of the training set and
+    the accuracy on this round's held-out new pairs before and after: before is how well the
+    old reward model judges the new policy's answers, which it never saw."""
+    new = ratings_to_examples(new_records)
+    new_train, new_val = split_ratings(new, reward_cfg.heldout_fraction, cfg.seed + round_number)
+    new_val_keys = set(zip(new_val.prompt, new_val.answer_a, new_val.answer_b))
+    everything = ratings_to_examples(all_records)
+    keep = [(p, a, b) not in new_val_keys
+            for p, a, b in zip(everything.prompt, everything.answer_a, everything.answer_b)]
+    train = everything[keep].reset_index(drop=True)
+    before = pair_accuracy(reward_model, rm_tokenizer, new_val)
+    round_cfg = replace(reward_cfg, max_steps=cfg.reward_steps, lr=cfg.reward_lr,
+                        warmup_steps=min(reward_cfg.warmup_steps, cfg.reward_steps),
+                        eval_every=cfg.reward_steps, seed=cfg.seed + round_number)
+    train_reward_model(reward_model, rm_tokenizer, train, new_val, round_cfg)
+    after = pair_accuracy(reward_model, rm_tokenizer, new_val)
+    prompts = list(new.prompt) + list(new.prompt)
+    answers = list(new.answer_a) + list(new.answer_b)
+    set_normalisation(reward_model, *reward_stats(reward_model, rm_tokenizer, prompts, answers))
+    return {"train_pairs": len(train), "heldout_new_pairs": len(new_val),
+            "rm_accuracy_before": before, "rm_accuracy_after": after}
+
+
+@dataclass
+class Round:
+    """One round's outcome: its metrics row, the PPO history and graded held-out answers."""
+
+    summary: dict
+    history: pd.DataFrame
+    graded: pd.DataFrame
+
+
+def run_round(round_number: int, policy, reference, tokenizer, reward_model, rm_tokenizer,
+              all_records: list[dict], new_records: list[dict], cfg: IterateConfig,
+              ppo_cfg: PPOConfig, reward_cfg: RewardConfig, live_plot=None,
+              progress: bool = True) -> Round:
+    """Steps 3 and 4 of a round, once its ratings are in: retrain the reward model on
+    `all_records` (which include `new_records`), then PPO from the current policy."""
+    rm = retrain_reward_model(reward_model, rm_tokenizer, all_records, new_records, cfg,
+                              reward_cfg, round_number)
+    world = World()
+    value_head = ValueHead(policy.config.hidden_size).to(get_device())
+    round_ppo = replace(ppo_cfg, steps=cfg.ppo_steps, seed=cfg.seed + round_number,
+                        eval_every=min(ppo_cfg.eval_every, cfg.ppo_steps))
+    history, graded = train_ppo(policy, value_head, reference, reward_model, rm_tokenizer,
+                                tokenizer, world.split("train"),
+                                world.split("heldout")[: ppo_cfg.eval_questions], round_ppo,
+                                live_plot, progress)
+    last = graded[round_ppo.steps]
+    summary = {"round": round_number, "ratings": len(all_records), **rm,
+               "gold": last.total.mean(), "reward": last.reward.mean(), "kl": last.kl.mean()}
+    return Round(summary, history, last)
+
