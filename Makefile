@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 PY      = $(BIN)/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: help install lab test browser course bench data clean-artifacts
+.PHONY: help install lab test browser course bench data class-pairs rate clean-artifacts
 
 help:
 	@echo "make lab     create .venv, install, open JupyterLab on the notebooks"
@@ -14,6 +14,8 @@ help:
 	@echo "make course  run every notebook in order, headless, full mode, outputs kept"
 	@echo "make bench   run the benchmarks; tables printed, CSV in bench/results/"
 	@echo "make data    regenerate data/ from the seeded generator"
+	@echo "make class-pairs  (instructor) write the pairs the class will rate, from the current policy"
+	@echo "make rate    (instructor) serve the rating app to the class with Voila; prints the class token"
 
 $(STAMP): pyproject.toml scripts/install_torch.py
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "RLHF Lab needs Python 3.10 or newer; found " + sys.version.split()[0]'
@@ -57,6 +59,20 @@ bench: install
 
 data: install
 	$(PY) -m rlhf_lab.corpus
+
+# The class rating app (rlhf_lab/class_app.py); override any of these on the command line.
+PAIRS     ?= data/class/pairs.jsonl
+CLASS     ?= data/class/ratings
+POLICY    ?= sft
+N_PAIRS   ?= 40
+RATE_HOST ?= 0.0.0.0
+RATE_PORT ?= 8866
+
+class-pairs: install
+	$(PY) -m rlhf_lab.class_app make-pairs --out $(PAIRS) --policy $(POLICY) --n $(N_PAIRS) $(if $(FORCE),--force,)
+
+rate: install
+	$(PY) -m rlhf_lab.class_app serve --pairs $(PAIRS) --folder $(CLASS) --host $(RATE_HOST) --port $(RATE_PORT)
 
 clean-artifacts:
 	rm -rf artifacts

@@ -6,6 +6,8 @@ Taught in notebooks/00_setup.ipynb; every later notebook starts from here.
   notebook runs in about a minute. It picks smaller values; it is never a second code path.
 - One seeding helper, `seed_everything`, makes the same seed give the same numbers on a CPU.
 - `get_device` picks CUDA, then Apple's MPS, then the CPU; `RLHF_LAB_DEVICE` overrides it.
+- torch is imported only where it is used, so that modules which need none of it (the
+  class rating app's kernel, `rlhf_lab.class_app`) start in a fraction of a second.
 - Each stage has one dataclass of settings. Every field carries its help text and its valid
   range, and a bad value raises `SettingsError` naming the field and the range.
 """
@@ -16,10 +18,12 @@ import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / "data"
@@ -47,6 +51,8 @@ def artifacts_dir() -> Path:
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (every device) so a cell gives the same numbers twice."""
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -54,6 +60,8 @@ def seed_everything(seed: int) -> None:
 
 def get_device(override: str | None = None) -> torch.device:
     """CUDA if present, then MPS, then CPU. `override` or `RLHF_LAB_DEVICE` wins."""
+    import torch
+
     choice = override or os.environ.get("RLHF_LAB_DEVICE")
     if choice:
         return torch.device(choice)

@@ -45,9 +45,10 @@ FEEDBACK_DIR = Path(os.environ.get("RLHF_LAB_FEEDBACK") or config.DATA_DIR / "fe
 
 PAIR_CHOICES = ("a", "b", "tie", "skip")
 SINGLE_CHOICES = ("up", "down", "skip")
-RATER_NAME_RULE = ("a rater name is 1 to 64 characters, each a letter, a digit, '-', '_' or "
-                   "'.', and is not '.' or '..'")
-_RATER_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# A rater's name becomes a file name (and, in class, arrives from a browser): only this rule.
+RATER_NAME_RULE = ("a rater name is 1 to 64 characters, each an ASCII letter, a digit, '-', "
+                   "'_' or '.', the first a letter or a digit")
+_RATER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 # Every field of every kind of record, with the type its value must have.
 COMMON_FIELDS = {"schema": int, "id": str, "kind": str, "rater": str, "time": str}
@@ -69,7 +70,7 @@ class RatingsFileError(ValueError):
 
 def check_rater_name(rater: str) -> str:
     """Return `rater` if it is a safe file name, else raise ValueError stating the rule."""
-    if not isinstance(rater, str) or not _RATER_NAME.fullmatch(rater) or rater in (".", ".."):
+    if not isinstance(rater, str) or not _RATER_NAME.fullmatch(rater):
         raise ValueError(f"Bad rater name {rater!r}: {RATER_NAME_RULE} (no spaces, no '/').")
     return rater
 
@@ -171,7 +172,7 @@ def _value_problem(record: dict) -> str | None:
     kind = record["kind"]
     if not re.fullmatch(r"[0-9a-f]{32}", record["id"]):
         return f"id {record['id']!r} is not 32 lower-case hex digits (a uuid4 hex)"
-    if not _RATER_NAME.fullmatch(record["rater"]) or record["rater"] in (".", ".."):
+    if not _RATER_NAME.fullmatch(record["rater"]):
         return f"rater {record['rater']!r} is not valid: {RATER_NAME_RULE}"
     try:
         time = datetime.fromisoformat(record["time"])
