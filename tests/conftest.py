@@ -11,6 +11,8 @@ from rlhf_lab.config import PretrainConfig
 
 def pytest_configure(config):
     os.environ.setdefault("RLHF_LAB_ARTIFACTS", tempfile.mkdtemp(prefix="rlhf_lab_tests_"))
+    config.addinivalue_line("markers", "slow: launches processes or runs whole stages (tens of "
+                            "seconds); part of `make test`, left out by -m 'not slow'")
 
 
 @pytest.fixture(scope="session")
