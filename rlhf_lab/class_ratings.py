@@ -60,7 +60,7 @@ class ClassRatings:
     @property
     def problems(self) -> list[str]:
         """One line per file with a problem: refused files, and notes on files that were used."""
-        return [f"{self.folder / row.file}: {row.problem} ({row.status})"
+        return [f"{self.folder / row.file} ({row.status}): {row.problem}"
                 for row in self.files.itertuples() if row.problem]
 
 
@@ -272,7 +272,8 @@ def rater_bias(frame: pd.DataFrame) -> pd.DataFrame:
 
     How to read each column:
     - ratings: how many pairs the rater rated.
-    - compared: of those, how many someone else rated too; the next four columns use these.
+    - compared: of those, how many someone else rated too; agreement, kappa, position_bias
+      and length_bias use only these.
     - agreement: share of compared pairs where the rater chose what the other raters' majority
       chose. Low: a hasty or careless rater, or one who reads the rubric differently.
     - kappa: Cohen's kappa between the rater and that majority (0: chance, 1: always agrees).
@@ -351,7 +352,10 @@ def simulate_class(folder: str | Path, pairs: Iterable[dict], raters: Sequence[S
 
     Each rater gets the pairs (each pair once, by `feedback.pair_id`) in an order of its own,
     seeded by `seed` and its name, and rates the first `per_rater` of them, each answer on
-    the side the pairs give it (the class app shows every pair as it is in the pairs file).
+    the side the pairs give it, as the app shows it. (The app shows every student the pairs
+    file's order; an order of one's own spreads a simulated class unevenly over the pairs,
+    as students who skip and stop at different points do, which `class_fleiss_kappa` and
+    `rater_bias` must handle.)
     Records are appended with `feedback.RatingsWriter`, "model" from each pair, else
     `model` ("unknown", as the app does). Refuses to add to an existing file.
     Returns the files written.

@@ -125,7 +125,8 @@ def test_broken_files_are_refused_and_reported_while_the_others_merge(small_clas
     assert sorted(result.frame["rater"].unique()) == ["hasty-03", "likes-long-04", "typical-01"]
     assert len(result.frame) == 15
     assert len(result.problems) == 3
-    assert any(p.startswith(f"{paths[1]}: line 3: not valid JSON") for p in result.problems)
+    assert any(p.startswith(f"{paths[1]} (refused): line 3: not valid JSON")
+               for p in result.problems)
 
 
 def test_a_last_line_cut_by_a_crash_is_noted_not_refused_and_no_file_is_changed(small_class):
@@ -149,8 +150,8 @@ def test_missing_empty_and_unusable_folders_say_what_to_do(tmp_path):
                                                 r".*make rate"):
         load_class_folder(tmp_path)
     (tmp_path / "ann.jsonl").write_text("oops\n", encoding="utf-8")
-    with pytest.raises(ClassFolderError, match="(?s)Every ratings file.*ann.jsonl: line 1: "
-                                                "not valid JSON.*make rate"):
+    with pytest.raises(ClassFolderError, match=r"(?s)Every ratings file.*ann.jsonl \(refused\): "
+                                                r"line 1: not valid JSON.*make rate"):
         load_class_folder(tmp_path)
     (tmp_path / "ann.jsonl").unlink()
     feedback.RatingsWriter(tmp_path, "bob").append(rate("bob", GOOD, RUDE, "skip"))
