@@ -93,8 +93,8 @@ def check_rater_file(path: str | Path) -> tuple[list[dict] | None, str]:
     others = sorted(raters - {rater})
     if others:
         return None, (f"holds records by {others}, but a rater's file holds only that "
-                      f"rater's own ratings; move those lines to <rater>.jsonl files of "
-                      f"their own or delete them")
+                      "rater's own ratings; move those lines to <rater>.jsonl files of "
+                      "their own or delete them")
     notes = dict.fromkeys(_without_path(str(w.message), path) for w in caught)
     return ratings, "; ".join(notes)
 

@@ -90,6 +90,27 @@ def test_the_merge_reads_back_exactly_what_simulate_class_wrote(small_class):
         assert row.oriented_choice == ({"a": "b", "b": "a"}[row.choice] if flipped else row.choice)
 
 
+def test_the_folder_the_class_app_writes_is_read_as_it_is(tmp_path):
+    from rlhf_lab.class_app import ClassRatingApp
+
+    pairs = scripted_pairs(4, seed=4)
+    clicks = {"ann": ["a", "b", "skip", "tie"], "bob": ["b", "b"]}
+    for name, choices in clicks.items():
+        app = ClassRatingApp(pairs, tmp_path)
+        app.name.value = name
+        app.start.click()
+        for choice in choices:
+            app.rating.buttons[choice].click()
+    app.rating.buttons["undo"].click()                           # bob takes back his second b
+    assert (tmp_path / ".claims").is_dir()                       # the app's name claims
+    result = load_class_folder(tmp_path)
+    assert result.files[["file", "ratings", "status"]].values.tolist() == [
+        ["ann.jsonl", 3, "ok"], ["bob.jsonl", 1, "ok"]]
+    ids = [feedback.pair_id(p["prompt"], p["answer_a"], p["answer_b"]) for p in pairs]
+    assert result.frame[["rater", "pair_id", "choice"]].values.tolist() == [
+        ["ann", ids[0], "a"], ["ann", ids[1], "b"], ["ann", ids[3], "tie"], ["bob", ids[0], "b"]]
+
+
 def test_a_re_rating_replaces_the_earlier_one_and_undo_removes_it(small_class):
     folder, paths = small_class
     first = lines_of(paths[0])[0]
