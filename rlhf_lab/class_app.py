@@ -137,7 +137,7 @@ def claim_name(folder: str | Path, name: str, code: str = "") -> str:
     taken = (f"The name {name!r} is taken in this class. If it is yours, type the resume code "
              "you were shown when you started; otherwise choose another name.")
     if claim.exists():
-        if code and hmac.compare_digest(claim.read_text().strip(), code.strip()):
+        if code and hmac.compare_digest(claim.read_bytes().strip(), code.strip().encode()):
             return code.strip()
         raise NameTakenError(taken)
     if feedback.ratings_path(name, folder).exists():
@@ -184,10 +184,11 @@ class ClassRatingApp(widgets.VBox):
         name = self.name.value.strip()
         try:
             code = claim_name(self.folder, name, self.code.value)
-        except ValueError as error:        # a bad name, or a name that is not yours
+            rating = RatingWidget(self.pairs, rater=name, model=self.model, folder=self.folder)
+        except ValueError as error:        # a bad name, a name not yours, a broken file
             self.message.value = f"<b style='color:#b00'>{html.escape(str(error))}</b>"
             return
-        self.rating = RatingWidget(self.pairs, rater=name, model=self.model, folder=self.folder)
+        self.rating = rating
         self.children = [widgets.HTML(
             f"<p>Rating as <b>{html.escape(name)}</b>. Your resume code is <b>{code}</b>: "
             "keep it, to go on under this name after reloading the page.</p>"), self.rating]

@@ -75,7 +75,7 @@ def test_a_name_is_its_first_raters_only_the_resume_code_lets_them_back(tmp_path
     first.rating.buttons["a"].click()
     before = (tmp_path / "ann.jsonl").read_bytes()
 
-    for wrong in ["", "000000" if code != "000000" else "111111", code + "0"]:
+    for wrong in ["", "000000" if code != "000000" else "111111", code + "0", "é"]:
         other = ClassRatingApp(PAIRS, tmp_path)
         other.name.value, other.code.value = "ann", wrong
         other.start.click()
