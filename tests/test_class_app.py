@@ -154,7 +154,7 @@ def test_serve_refuses_a_bad_pairs_file_at_start_and_serves_nothing(tmp_path):
                                "--host", "127.0.0.1", "--port", str(port)],
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 2
-        assert done.stderr.startswith(f"error: ") and str(pairs) in done.stderr
+        assert done.stderr.startswith("error: ") and str(pairs) in done.stderr
         assert "make class-pairs" in done.stderr and "Traceback" not in done.stderr
         with pytest.raises(OSError):
             http_get(f"http://127.0.0.1:{port}/", timeout=2)

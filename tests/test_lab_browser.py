@@ -215,7 +215,7 @@ def test_a_learner_runs_chapters_01_and_03_in_jupyterlab_and_rates_pairs(lab):
                      (lab.artifacts / "quick" / "pairs" / "pairs.jsonl").read_text().splitlines()]
             queue = list({feedback.pair_id(*same_text(p)): same_text(p) for p in pairs}.values())
             ratings_file = lab.feedback / "me.jsonl"
-            expected, history, records = [], [], 0
+            history, records = [], 0
             assert shown_pair(cell) == queue[0]
             for how, what in ACTIONS:
                 if how == "click":
