@@ -19,6 +19,7 @@ import dataclasses
 import importlib
 import inspect
 import os
+import textwrap
 from dataclasses import dataclass
 from unittest import mock
 
@@ -112,6 +113,13 @@ def add_settings(parser: argparse.ArgumentParser, settings_class) -> None:
                                metavar=type(f.default).__name__.upper(), help=_help(f))
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's layout, but a word is never broken at its hyphen (over-optimises, 1e-06)."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m rlhf_lab", description=__doc__.split("\n\n")[0],
@@ -127,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         sub = stages.add_parser(
             name, help=f"notebooks/{stage.notebook}: writes '{stage.artifact}'",
+            formatter_class=_Formatter,
             description=f"{settings_class.__doc__} Calls {stage.run.replace(':', '.')}, as "
                         f"notebooks/{stage.notebook}.ipynb does, and writes the artifact "
                         f"'{stage.artifact}'.")

@@ -90,23 +90,34 @@ def test_left_padded_answers_get_the_log_probs_they_get_alone_on_llama(llama_dir
             assert torch.allclose(together[row, first:][real], alone[0][real], atol=1e-5), row
 
 
-@pytest.mark.slow
-def test_sft_reward_model_and_ppo_run_on_llama_from_the_command_line(llama_dir, tmp_path,
-                                                                     monkeypatch):
-    monkeypatch.setenv("RLHF_LAB_ARTIFACTS", str(tmp_path))
-    monkeypatch.setenv("RLHF_LAB_QUICK", "1")
-    save_pairs([{"prompt": q.text, "answer_a": ANSWERS[0], "answer_b": ANSWERS[1],
-                 "model": "test", "model_b": "test"} for q in QUESTIONS[:40]])
-    sft = main(["sft", "--model", str(llama_dir), "--max-steps", "4", "--batch-size", "8",
-                "--eval-every", "2", "--eval-batches", "2", "--eval-questions", "10"])
-    sft_dir = artifacts.artifact_path("sft")
-    reward = main(["reward-model", "--model", str(sft_dir), "--ratings", "40",
-                   "--max-steps", "4", "--batch-size", "8", "--eval-every", "2",
-                   "--normalise-samples", "8"])
-    ppo = main(["ppo", "--model", str(sft_dir), "--steps", "2", "--batch-size", "4",
-                "--minibatch-size", "2", "--max-new-tokens", "8", "--eval-questions", "4",
-                "--eval-every", "1"])
+@pytest.fixture(scope="module")
+def llama_stages(llama_dir, tmp_path_factory):
+    """SFT, reward model and PPO on the Llama, each through the command line with --model,
+    in an artifacts folder of their own: (sft, reward, ppo) results and that folder."""
+    root = tmp_path_factory.mktemp("llama_artifacts")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RLHF_LAB_ARTIFACTS", str(root))
+        mp.setenv("RLHF_LAB_QUICK", "1")
+        save_pairs([{"prompt": q.text, "answer_a": ANSWERS[0], "answer_b": ANSWERS[1],
+                     "model": "test", "model_b": "test"} for q in QUESTIONS[:40]])
+        sft = main(["sft", "--model", str(llama_dir), "--max-steps", "4", "--batch-size", "8",
+                    "--eval-every", "2", "--eval-batches", "2", "--eval-questions", "10"])
+        sft_dir = artifacts.artifact_path("sft")
+        reward = main(["reward-model", "--model", str(sft_dir), "--ratings", "40",
+                       "--max-steps", "4", "--batch-size", "8", "--eval-every", "2",
+                       "--normalise-samples", "8"])
+        ppo = main(["ppo", "--model", str(sft_dir), "--steps", "2", "--batch-size", "4",
+                    "--minibatch-size", "2", "--max-new-tokens", "8", "--eval-questions", "4",
+                    "--eval-every", "1"])
+    return sft, reward, ppo, root
 
+
+@pytest.mark.slow
+def test_sft_reward_model_and_ppo_run_on_llama_from_the_command_line(llama_stages,
+                                                                     monkeypatch):
+    sft, reward, ppo, root = llama_stages
+    monkeypatch.setenv("RLHF_LAB_ARTIFACTS", str(root))
+    monkeypatch.setenv("RLHF_LAB_QUICK", "1")
     for history, columns in ((sft.history, ["train_loss", "val_loss"]),
                              (reward.history, ["train_loss", "val_loss"]),
                              (ppo.history.iloc[1:], ["policy_loss", "value_loss", "score", "kl"])):
@@ -146,3 +157,16 @@ def test_folders_that_cannot_be_used_say_why(llama_dir, tmp_path):
     (tmp_path / "no_tokenizer" / "config.json").write_text((llama_dir / "config.json").read_text())
     with pytest.raises(ValueError, match="holds no tokenizer"):
         load_causal_lm(tmp_path / "no_tokenizer")
+
+
+@pytest.mark.slow
+def test_dpo_runs_on_llama_from_the_command_line(llama_stages, monkeypatch):
+    pytest.importorskip("rlhf_lab.dpo", reason="chapter 08's rlhf_lab/dpo.py is not here yet")
+    _, _, _, root = llama_stages
+    monkeypatch.setenv("RLHF_LAB_ARTIFACTS", str(root))
+    monkeypatch.setenv("RLHF_LAB_QUICK", "1")
+    dpo = main(["dpo", "--model", str(artifacts.artifact_path("sft")), "--max-steps", "2",
+                "--batch-size", "8", "--eval-every", "1", "--eval-questions", "4"])
+    assert all(math.isfinite(v) for v in dpo.history[["val_loss", "margin"]].to_numpy().flatten())
+    policy, _ = artifacts.load_model("dpo")
+    assert type(policy).__name__ == "LlamaForCausalLM"
