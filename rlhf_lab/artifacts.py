@@ -22,6 +22,7 @@ PRODUCERS = {
     "pairs": "03_human_feedback",
     "reward_model": "04_reward_model",
     "ppo": "06_ppo",
+    "dpo": "08_dpo",
 }
 # artifact name -> a function that builds it in quick mode (registered by each stage's module)
 BUILDERS: dict[str, Callable[[], None]] = {}
@@ -77,7 +78,7 @@ def require(name: str, build_if_missing: bool = False) -> Path:
 
 def _load_builders() -> None:
     """Import the stage modules so that they register their builders."""
-    from . import ppo_training, pretraining, reward_model, sft  # noqa: F401
+    from . import dpo, ppo_training, pretraining, reward_model, sft  # noqa: F401
 
 
 def save_dir(name: str, write: Callable[[Path], None], metadata: dict | None = None) -> Path:
