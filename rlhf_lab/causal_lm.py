@@ -63,7 +63,7 @@ def check_model(path_or_name: str | Path) -> str:
 def load_causal_lm(path_or_name: str | Path, device=None):
     """A causal LM (float32, eval mode, on `device` or `get_device()`) and its tokenizer,
     from a folder saved with `save_pretrained` or a hub name such as "gpt2"."""
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, GenerationConfig
 
     source = check_model(path_or_name)
     tokenizer = load_tokenizer(source)
@@ -74,6 +74,10 @@ def load_causal_lm(path_or_name: str | Path, device=None):
             f"The tokenizer in '{source}' has {len(tokenizer)} tokens but the model embeds only "
             f"{rows}; save the model with the tokenizer it was trained with, or call "
             "model.resize_token_embeddings(len(tokenizer)) before saving.")
+    # Sampling is the course's own (generation.py): a hub model's suggested top_k, top_p or
+    # repetition penalty would sample from another distribution than the one whose log-probs
+    # PPO and the KL estimates read, so they are dropped.
+    model.generation_config = GenerationConfig.from_model_config(model.config)
     model = model.to(device or get_device(), torch.float32)
     model.eval()
     return model, tokenizer

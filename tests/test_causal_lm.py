@@ -1,6 +1,6 @@
 """Any causal LM in place of the tiny GPT (rlhf_lab.causal_lm): a small Llama built from a
 `transformers.LlamaConfig` and saved with a tokenizer the way hub models come (a start-of-text
-token added to every text, no padding token, right padding) reads the same whatever the
+token added to every text, no padding token, right padding, suggested sampling settings) reads the same whatever the
 padding, and runs the SFT, reward-model and PPO stages through the command line; folders that
 cannot be used get messages that say why. Nothing is downloaded."""
 import json
@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 from tokenizers import processors
-from transformers import LlamaConfig, LlamaForCausalLM, T5Config
+from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, T5Config
 
 from rlhf_lab import artifacts, generation
 from rlhf_lab import reward_model as rm
@@ -43,12 +43,16 @@ def llama_dir(tmp_path_factory):
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    GenerationConfig(do_sample=True, top_k=5, repetition_penalty=1.3).save_pretrained(folder)
     return folder
 
 
 def test_a_llama_folder_loads_with_a_padding_token_and_its_context_length(llama_dir):
     model, tokenizer = load_causal_lm(llama_dir)
     assert type(model).__name__ == "LlamaForCausalLM"
+    # the folder's suggested sampling is dropped: log-probs must be those that sampled
+    assert model.generation_config.repetition_penalty in (None, 1.0)
+    assert model.generation_config.top_k != 5
     assert tokenizer.pad_token_id == tokenizer.eos_token_id      # none saved: end-of-text pads
     assert context_length(model) == 128 and not hasattr(model.config, "n_positions")
     ids, labels = sft_example(tokenizer, "what colour is a frog?", "A frog is green.", 96)
