@@ -98,8 +98,9 @@ def rated_pairs(records: list[dict], heldout_fraction: float,
 
 
 def chapter04_pairs() -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The very ratings the saved reward model (artifact 'reward_model') was trained on, with
-    its held-out split: its settings are read back from the artifact."""
+    """The ratings chapter 04 trains on, and its held-out split, read with the settings saved
+    with the reward model (artifact 'reward_model'). Ratings added since it was trained are
+    included, as chapter 04 would include them if run again."""
     saved = artifacts.read_metadata("reward_model")["config"]
     cfg = RewardConfig(**{f.name: saved[f.name] for f in dataclasses.fields(RewardConfig)
                           if f.name in saved})

@@ -217,8 +217,8 @@ def test_quick_dpo_on_chapter_04_ratings_learns_the_held_out_preferences(chapter
     # quick mode these ratings are all the shipped sample's scripted answers, far from what
     # the quick SFT model writes, and its gold score went 1.97 -> 1.76 (the reward model's
     # score 0.17 -> 0.58). In full mode the ratings include our models' answers, and DPO
-    # raised the gold score 3.47 -> 3.66 (beta 0.3). The next test gives DPO pairs of the
-    # model's own answers.
+    # raised the gold score 3.49 -> 3.68 (beta 0.3, 300 held-out questions, accuracy 0.75).
+    # The next test gives DPO pairs of the model's own answers.
     history = run.history
     assert history.val_accuracy.iloc[0] == 0.5
     assert run.accuracy > 0.5 + 0.13, history
