@@ -180,11 +180,13 @@ def main(argv: list[str] | None = None):
     (the notebook's result object). Bad settings exit with status 2, a missing artifact or
     an unusable model with status 1, each with a message instead of a traceback."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
     stage, sub = STAGES[args.stage], args.stage_parser
     if args.settings_class is None:
         _fail(sub, f"the {args.stage} stage needs {stage.run.split(':')[0]}, which is not in "
                    "this checkout yet.")
+    if unknown:
+        sub.error(f"unrecognized arguments: {' '.join(unknown)}")
     with mock.patch.dict(os.environ, _environment(args)):
         fields = dataclasses.fields(args.settings_class)
         overrides = {f.name: getattr(args, f.name) for f in fields

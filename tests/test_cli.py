@@ -76,6 +76,16 @@ def test_python_dash_m_rejects_a_value_that_is_no_number():
     assert "argument --max-steps: 'lots' is not a whole number; range [1, 10000000]" in done.stderr
 
 
+def test_a_stage_whose_module_is_not_there_says_so(monkeypatch, capsys):
+    monkeypatch.setitem(STAGES, "dpo", dataclasses.replace(
+        STAGES["dpo"], run="rlhf_lab.no_such_module:run", settings="rlhf_lab.no_such_module:C"))
+    with pytest.raises(SystemExit) as done:
+        main(["dpo", "--quick", "--beta", "0.1"])
+    assert done.value.code == 1
+    assert "the dpo stage needs rlhf_lab.no_such_module, which is not in this checkout yet" in \
+        capsys.readouterr().err
+
+
 def test_a_missing_artifact_names_the_command_that_makes_it(tmp_path, capsys):
     with pytest.raises(SystemExit) as done:
         main(["sft", "--quick", "--artifacts", str(tmp_path)])
