@@ -22,6 +22,7 @@ PRODUCERS = {
     "pairs": "03_human_feedback",
     "reward_model": "04_reward_model",
     "ppo": "06_ppo",
+    "iterated": "09_iterate",
     "dpo": "08_dpo",
 }
 # artifact name -> a function that builds it in quick mode (registered by each stage's module)
