@@ -77,7 +77,7 @@ def retrain_reward_model(reward_model, rm_tokenizer, all_records: list[dict],
     the accuracy on this round's held-out new pairs before and after: before is how well the
     old reward model judges the new policy's answers, which it never saw."""
     new = ratings_to_examples(new_records)
-    new_train, new_val = split_ratings(new, reward_cfg.heldout_fraction, cfg.seed + round_number)
+    _, new_val = split_ratings(new, reward_cfg.heldout_fraction, cfg.seed + round_number)
     new_val_keys = set(zip(new_val.prompt, new_val.answer_a, new_val.answer_b))
     everything = ratings_to_examples(all_records)
     keep = [(p, a, b) not in new_val_keys
