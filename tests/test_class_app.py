@@ -275,6 +275,7 @@ def pattern(rater: int) -> list[str]:
 
 
 async def one_rater(browser, url: str, rater: int, started: float, out: Path) -> dict:
+    from playwright.async_api import TimeoutError as PlaywrightTimeout
     from playwright.async_api import expect
 
     context = await browser.new_context(viewport={"width": 1100, "height": 900})
@@ -284,7 +285,16 @@ async def one_rater(browser, url: str, rater: int, started: float, out: Path) ->
         await response.finished()          # Voilà has run this rater's kernel and sent the page
         served = time.monotonic() - started
         name_box = page.locator(".widget-text input").first
-        await name_box.wait_for(timeout=240_000)
+        reloads = 0
+        try:
+            await name_box.wait_for(timeout=150_000)
+        except PlaywrightTimeout:
+            # Seen once in ~10 runs on 2 busy cores: the page's kernel connection dropped
+            # (Voila "Starting buffering") and the app never drew. A student reloads; so do we,
+            # once, and the figures count it.
+            reloads = 1
+            await page.reload(wait_until="commit", timeout=240_000)
+            await name_box.wait_for(timeout=240_000)
         loaded = time.monotonic() - started    # and the browser shows the app
         name = f"rater{rater:02d}"
         await name_box.fill(name)
@@ -301,7 +311,8 @@ async def one_rater(browser, url: str, rater: int, started: float, out: Path) ->
             clicks.append((t0, time.monotonic()))
         if rater == RATERS - 1:
             await page.screenshot(path=out / f"{name}.png")
-        return {"rater": name, "served_s": served, "loaded_s": loaded, "clicks": clicks}
+        return {"rater": name, "served_s": served, "loaded_s": loaded, "clicks": clicks,
+                "reloads": reloads}
     finally:
         await context.close()
 
@@ -358,7 +369,8 @@ def test_thirty_raters_at_once_every_click_in_its_raters_file_once(tmp_path):
                "rater_30_app_s": round(loads[-1], 2),
                "clicks_per_s": round(len(clicks) / window, 2),
                "median_click_s": round(latencies[len(latencies) // 2], 3),
-               "slowest_click_s": round(latencies[-1], 3)}
+               "slowest_click_s": round(latencies[-1], 3),
+               "reloads": sum(r["reloads"] for r in results)}
     with open(out / "load.csv", "w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=list(figures))
         writer.writeheader()
