@@ -13,7 +13,10 @@ the requirement is the same range as in pyproject.toml.
 """
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -29,11 +32,15 @@ def pip(*args: str) -> bool:
 
 
 def torch_in_range() -> bool:
-    code = (
-        "import torch, sys; from packaging.version import Version as V;"
-        "sys.exit(0 if V(torch.__version__.split('+')[0]) >= V('2.4') else 1)"
-    )
-    return subprocess.call([sys.executable, "-c", code], stderr=subprocess.DEVNULL) == 0
+    """Whether this Python has torch >= 2.4 installed. Reads the installed version without
+    importing torch: right after the --no-deps install below, torch cannot import yet."""
+    importlib.invalidate_caches()
+    try:
+        version = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    major, minor = (int(part) for part in re.match(r"(\d+)\.(\d+)", version).groups())
+    return (major, minor) >= (2, 4)
 
 
 def has_nvidia_gpu() -> bool:
