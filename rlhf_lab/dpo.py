@@ -31,8 +31,8 @@ from tqdm.auto import tqdm
 from . import artifacts, distributed
 from .causal_lm import check_model, context_length, load_causal_lm
 from .config import RewardConfig, Settings, seed_everything, setting
+from .evaluation import evaluate_with_reward
 from .kl import token_logprobs
-from .ppo_training import evaluate_with_reward
 from .reward_model import (
     load_reward_model,
     preference_loss,
@@ -304,7 +304,7 @@ def train_dpo(policy, reference, tokenizer, train_pairs: pd.DataFrame,
 class DPOResult:
     """What chapter 08 shows: settings, the trained policy and its frozen reference, the
     history, the pairs, and graded held-out answers before and after, in the format of
-    chapter 06 (`ppo_training.evaluate_with_reward`: gold criteria and total, the reward
+    chapter 06 (`evaluation.evaluate_with_reward`: gold criteria and total, the reward
     model's score `reward`, and `kl` from the reference), so DPO and PPO share one plot."""
 
     cfg: DPOConfig

@@ -20,8 +20,7 @@ from tqdm.auto import tqdm
 from . import artifacts
 from .causal_lm import load_causal_lm
 from .config import get_device, seed_everything
-from .evaluation import evaluate_answers
-from .kl import sample_with_kl
+from .evaluation import evaluate_with_reward
 from .plots import LivePlot
 from .ppo import (
     PPOConfig,
@@ -45,24 +44,6 @@ PANELS = {
 def ppo_live_plot(name: str | None = "ppo_curves") -> LivePlot:
     """The live figure of chapter 06: reward, gold score, KL and entropy by iteration."""
     return LivePlot(PANELS, x="iteration", name=name)
-
-
-def evaluate_with_reward(policy, tokenizer, reward_model, rm_tokenizer, reference, questions,
-                         seed: int, max_new_tokens: int = 40) -> pd.DataFrame:
-    """Answer `questions` (sampled at temperature 1, seeded) and grade each answer: the gold
-    rubric (`evaluation.evaluate_answers`), `reward` (the reward model's normalised score) and
-    `kl` (k1 estimate of KL from `reference` in nats, `kl.sample_with_kl`). Runs on a forked
-    random state, so measuring in the middle of training does not change the training."""
-    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        texts = [q.text for q in questions]
-        answers, kl = sample_with_kl(policy, reference, tokenizer, texts,
-                                     max_new_tokens=max_new_tokens)
-    graded = evaluate_answers(questions, answers)
-    graded["reward"] = score_answers(reward_model, rm_tokenizer, texts, answers).tolist()
-    graded["kl"] = kl.tolist()
-    return graded
 
 
 def train_ppo(policy, value_head: ValueHead, reference, reward_model, rm_tokenizer, tokenizer,
