@@ -88,7 +88,7 @@ def main() -> None:
         make_rollout,
         ppo_iteration,
     )
-    from rlhf_lab.ppo_training import load_ppo_models
+    from rlhf_lab.ppo_stage import load_ppo_models
     from rlhf_lab.world import World
 
     seed_everything(0)

@@ -16,7 +16,8 @@ import pandas as pd
 import torch
 
 from rlhf_lab.cleaning import clean_corpus
-from rlhf_lab.config import PretrainConfig, get_device, seed_everything
+from rlhf_lab.config import get_device, seed_everything
+from rlhf_lab.pretraining import PretrainConfig
 from rlhf_lab.model import build_model, count_parameters, flops_per_token
 from rlhf_lab.pretraining import load_raw_corpus, take_chars, token_stream
 from rlhf_lab.tokenizer import train_tokenizer

@@ -14,20 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .config import artifacts_dir, mode_name
-
-# artifact name -> the notebook that makes it
-PRODUCERS = {
-    "pretrained": "01_pretraining",
-    "sft": "02_sft",
-    "pairs": "03_human_feedback",
-    "reward_model": "04_reward_model",
-    "ppo": "06_ppo",
-    "iterated": "09_iterate",
-    "dpo": "08_dpo",
-}
-# artifact name -> a function that builds it in quick mode (registered by each stage's module)
-BUILDERS: dict[str, Callable[[], None]] = {}
-
+from .stages import BY_ARTIFACT
 
 class MissingArtifactError(FileNotFoundError):
     """An artifact an earlier notebook should have made is not there."""
@@ -36,11 +23,11 @@ class MissingArtifactError(FileNotFoundError):
         self.name, self.path = name, path
         msg = (f"The artifact '{name}' is missing ({mode_name()} mode, looked in "
                f"{display_path(name)}).")
-        if name not in PRODUCERS:
-            msg += f" No notebook makes an artifact of that name; known: {sorted(PRODUCERS)}."
+        if name not in BY_ARTIFACT:
+            msg += f" No notebook makes an artifact of that name; known: {sorted(BY_ARTIFACT)}."
         else:
-            msg += (f" Run notebooks/{PRODUCERS[name]}.ipynb first, or build it now in quick "
-                    f"mode (about a minute): require('{name}', build_if_missing=True).")
+            msg += (f" Run notebooks/{BY_ARTIFACT[name].notebook}.ipynb first, or build it now "
+                    f"in quick mode (about a minute): require('{name}', build_if_missing=True).")
         super().__init__(msg)
 
     def _render_traceback_(self) -> list[str]:
@@ -64,22 +51,16 @@ def exists(name: str) -> bool:
 
 def require(name: str, build_if_missing: bool = False) -> Path:
     """The path of artifact `name`. If it is missing: build it in quick mode when asked to
-    (and a builder is known), otherwise raise MissingArtifactError naming the notebook."""
+    (its stage in `stages.STAGES` says how), otherwise raise MissingArtifactError naming the
+    notebook that makes it."""
     if not exists(name):
-        if not build_if_missing:
+        if not build_if_missing or name not in BY_ARTIFACT:
             raise MissingArtifactError(name, artifact_path(name))
-        _load_builders()
-        if name not in BUILDERS:
-            raise MissingArtifactError(name, artifact_path(name))
-        print(f"Building '{name}' now in quick mode; notebooks/{PRODUCERS[name]}.ipynb "
+        stage = BY_ARTIFACT[name]
+        print(f"Building '{name}' now in quick mode; notebooks/{stage.notebook}.ipynb "
               "builds a better one.")
-        BUILDERS[name]()
+        stage.build_quick()
     return artifact_path(name)
-
-
-def _load_builders() -> None:
-    """Import the stage modules so that they register their builders."""
-    from . import dpo, ppo_training, pretraining, reward_model, sft  # noqa: F401
 
 
 def save_dir(name: str, write: Callable[[Path], None], metadata: dict | None = None) -> Path:

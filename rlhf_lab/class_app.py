@@ -35,12 +35,9 @@ from pathlib import Path
 import ipywidgets as widgets
 
 from . import feedback
-from .config import DATA_DIR
+from .config import CLASS_PAIRS, CLASS_RATINGS
 from .widget import RatingWidget
 
-CLASS_DIR = DATA_DIR / "class"
-DEFAULT_PAIRS = CLASS_DIR / "pairs.jsonl"        # made by the instructor before class
-DEFAULT_RATINGS = CLASS_DIR / "ratings"          # one <name>.jsonl per student: chapter 09 reads it
 APP_NOTEBOOK = Path(__file__).with_name("class_app.ipynb")
 ENV_PAIRS, ENV_FOLDER = "RLHF_LAB_CLASS_PAIRS", "RLHF_LAB_CLASS_FOLDER"   # serve -> kernels
 CLAIMS = ".claims"                               # <folder>/.claims/<name>: that name's resume code
@@ -99,20 +96,20 @@ def _pair_problem(pair: object) -> str | None:
     return f"unknown fields {unknown} (a pair has only {list(PAIR_FIELDS)})" if unknown else None
 
 
-def make_class_pairs(out: str | Path, n_pairs: int, policies: list[str], seed: int = 0,
+def write_pairs_file(out: str | Path, n_pairs: int, policies: list[str], seed: int = 0,
                      force: bool = False) -> Path:
-    """Write `n_pairs` pairs of answers by `policies` (artifact names, e.g. "sft" or "ppo")
+    """Write `n_pairs` comparisons of answers by `policies` (artifact names, e.g. "sft" or "ppo")
     to questions of the training split, as a class pairs file. Refuses to replace an
     existing file unless `force` (ratings already made stay valid: each holds its pair)."""
-    from .artifacts import load_model
-    from .pairs import make_pairs
+    from .artifacts import load_model           # imported here: the app's kernel needs no torch
+    from .comparisons import sample_comparisons
     from .world import World
 
     out = Path(out)
     if out.exists() and not force:
         raise FileExistsError(f"{out} exists; pass --force (make class-pairs FORCE=1) to replace it.")
     models = {name: load_model(name) for name in policies}
-    pairs = make_pairs(models, World().split("train"), n_pairs, seed=seed)
+    pairs = sample_comparisons(models, World().split("train"), n_pairs, seed=seed)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs), "utf-8")
@@ -244,15 +241,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rlhf_lab.class_app", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     make = commands.add_parser("make-pairs", help="write the class pairs file from a policy")
-    make.add_argument("--out", default=str(DEFAULT_PAIRS))
+    make.add_argument("--out", default=str(CLASS_PAIRS))
     make.add_argument("--n", type=int, default=40, help="how many pairs (default 40)")
     make.add_argument("--policy", default="sft",
                       help="artifact(s) that write the answers, comma-separated (default sft)")
     make.add_argument("--seed", type=int, default=0)
     make.add_argument("--force", action="store_true", help="replace an existing pairs file")
     run = commands.add_parser("serve", help="serve the rating app to the class with Voilà")
-    run.add_argument("--pairs", default=str(DEFAULT_PAIRS))
-    run.add_argument("--folder", default=str(DEFAULT_RATINGS), help="the class folder")
+    run.add_argument("--pairs", default=str(CLASS_PAIRS))
+    run.add_argument("--folder", default=str(CLASS_RATINGS), help="the class folder")
     run.add_argument("--host", default="0.0.0.0",
                      help="0.0.0.0: every network of this machine; 127.0.0.1: this machine only")
     run.add_argument("--port", type=int, default=8866)
@@ -260,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "make-pairs":
-            path = make_class_pairs(args.out, args.n, args.policy.split(","), args.seed, args.force)
+            path = write_pairs_file(args.out, args.n, args.policy.split(","), args.seed, args.force)
             print(f"{len(read_pairs_file(path))} pairs written to {path}")
         else:
             serve(args.pairs, args.folder, args.host, args.port, args.token)

@@ -19,7 +19,6 @@ on the screen, which is what position bias is about.
 """
 from __future__ import annotations
 
-import itertools
 import math
 import random
 import warnings
@@ -30,8 +29,8 @@ from pathlib import Path
 import pandas as pd
 
 from . import agreement, feedback
+from .config import CLASS_RATINGS
 from .gold import words
-from .raters import SimulatedRater
 
 LABELS = agreement.PAIR_LABELS          # ("a", "b", "tie"): the choices that are ratings
 FRAME_COLUMNS = ["rater", "kind", "prompt", "answer_a", "answer_b", "choice", "oriented_choice",
@@ -118,7 +117,7 @@ def load_class_folder(folder: str | Path) -> ClassRatings:
     if not folder.is_dir():
         raise FileNotFoundError(
             f"The class folder {folder} does not exist (or is not a folder). Point at the "
-            f"folder the class app writes to ({_app_folder()} unless `make rate` was given "
+            f"folder the class app writes to ({CLASS_RATINGS} unless `make rate` was given "
             "CLASS=...).")
     rows, records = [], []
     for path in sorted(p for p in folder.glob("*.jsonl") if p.is_file()):
@@ -135,14 +134,9 @@ def load_class_folder(folder: str | Path) -> ClassRatings:
     return result
 
 
-def _app_folder() -> Path:
-    from .class_app import DEFAULT_RATINGS
-    return DEFAULT_RATINGS
-
-
 def _nothing_to_use(result: ClassRatings) -> str:
     todo = ("Run `make rate` and have students rate, or point at the folder the class app "
-            f"writes to ({_app_folder()} unless `make rate` was given CLASS=...).")
+            f"writes to ({CLASS_RATINGS} unless `make rate` was given CLASS=...).")
     if result.files.empty:
         return f"The class folder {result.folder} holds no ratings files (*.jsonl). {todo}"
     if (result.files["status"] == "refused").all():
@@ -318,68 +312,3 @@ def _longer_side(answer_a: str, answer_b: str) -> str | None:
     """"a" or "b", the side with more words; None when both have as many."""
     length_a, length_b = len(words(answer_a)), len(words(answer_b))
     return None if length_a == length_b else "a" if length_a > length_b else "b"
-
-
-# --- a simulated class ----------------------------------------------------------------------
-
-# What kinds of student a simulated class holds (keyword arguments of SimulatedRater).
-CLASS_PROFILES = {
-    "careful": {"temperature": 0.2},
-    "typical": {"temperature": 0.5},
-    "hasty": {"temperature": 2.0},
-    "unsure": {"temperature": 0.5, "tie_margin": 1.0},
-    "likes-long": {"temperature": 0.5, "length_bias": 0.15},
-    "likes-a": {"temperature": 0.5, "position_bias": 1.25},
-}
-# The order in which `class_of` hands out profiles: any ten raters hold every kind.
-CLASS_MIX = ("typical", "careful", "hasty", "likes-long", "likes-a", "typical", "unsure",
-             "careful", "typical", "hasty")
-
-
-def class_of(n: int, seed: int = 0) -> list[SimulatedRater]:
-    """`n` simulated students, profiles in the order of CLASS_MIX, each named for its profile
-    and number (e.g. "likes-a-05", so a notebook can check what `rater_bias` finds) and
-    seeded from `seed` and its number."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a whole number >= 1, not {n!r}.")
-    return [SimulatedRater(f"{profile}-{i:02d}", seed=seed * 1000 + i, **CLASS_PROFILES[profile])
-            for i, profile in zip(range(1, n + 1), itertools.cycle(CLASS_MIX))]
-
-
-def simulate_class(folder: str | Path, pairs: Iterable[dict], raters: Sequence[SimulatedRater],
-                   per_rater: int, seed: int = 0, model: str = "unknown") -> list[Path]:
-    """Write one `<rater>.jsonl` per simulated rater into `folder`, as the class app would.
-
-    Each rater gets the pairs (each pair once, by `feedback.pair_id`) in an order of its own,
-    seeded by `seed` and its name, and rates the first `per_rater` of them, each answer on
-    the side the pairs give it, as the app shows it. (The app shows every student the pairs
-    file's order; an order of one's own spreads a simulated class unevenly over the pairs,
-    as students who skip and stop at different points do, which `class_fleiss_kappa` and
-    `rater_bias` must handle.)
-    Records are appended with `feedback.RatingsWriter`, "model" from each pair, else
-    `model` ("unknown", as the app does). Refuses to add to an existing file.
-    Returns the files written.
-    """
-    unique: dict[str, dict] = {}
-    for pair in pairs:
-        unique.setdefault(feedback.pair_id(pair["prompt"], pair["answer_a"], pair["answer_b"]),
-                          pair)
-    if isinstance(per_rater, bool) or not isinstance(per_rater, int) or not (
-            1 <= per_rater <= len(unique)):
-        raise ValueError(f"per_rater must be a whole number from 1 to the number of different "
-                         f"pairs, {len(unique)}; not {per_rater!r}.")
-    names = [rater.name for rater in raters]
-    if len(set(names)) != len(names):
-        raise ValueError(f"Two simulated raters share a name: {sorted(names)}; names must differ.")
-    existing = [str(p) for p in (feedback.ratings_path(n, folder) for n in names) if p.exists()]
-    if existing:
-        raise FileExistsError(f"{existing} exist: simulate a class into an empty folder "
-                              "(e.g. tempfile.mkdtemp()), never into a real class's folder.")
-    written = []
-    for rater in raters:
-        order = random.Random(f"{seed}:{rater.name}").sample(list(unique.values()), len(unique))
-        writer = feedback.RatingsWriter(folder, rater.name)
-        for pair in order[:per_rater]:
-            writer.append(rater.rate_pair(pair, model))
-        written.append(writer.path)
-    return written

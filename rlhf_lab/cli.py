@@ -15,54 +15,20 @@ so a bad one ends with the same SettingsError message a notebook shows.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
-import importlib
-import inspect
 import os
 import textwrap
-from dataclasses import dataclass
-from unittest import mock
 
 from . import artifacts, distributed
 from .causal_lm import ModelLoadError, check_model
 from .config import SettingsError, get_device, mode_name
+from .stages import BY_ARTIFACT, BY_COMMAND
 from .training import TrainingDiverged
 
 
-@dataclass(frozen=True)
-class Stage:
-    """One stage: the function its notebook calls, its settings, and what it reads and writes."""
-
-    run: str            # "module:function", called as run(cfg, save=True, ...)
-    settings: str       # "module:Settings subclass"
-    artifact: str       # what it writes under artifacts/<mode>/
-    notebook: str
-    model: str          # what --model replaces
-
-    def load(self, what: str):
-        module, name = getattr(self, what).split(":")
-        return getattr(importlib.import_module(module), name)
-
-
-STAGES = {
-    "pretrain": Stage("rlhf_lab.pretraining:run_pretraining", "rlhf_lab.config:PretrainConfig",
-                      "pretrained", "01_pretraining",
-                      "goes on pretraining that model with its own tokenizer instead of a new "
-                      "tokenizer and tiny GPT (vocab_size, n_layer, n_embd, n_head and dropout "
-                      "are then unused)"),
-    "sft": Stage("rlhf_lab.sft:run_sft", "rlhf_lab.config:SFTConfig", "sft", "02_sft",
-                 "fine-tunes that model instead of the 'pretrained' artifact"),
-    "reward-model": Stage("rlhf_lab.reward_model:run_reward_model",
-                          "rlhf_lab.config:RewardConfig", "reward_model", "04_reward_model",
-                          "puts the reward head on that model instead of the 'sft' artifact"),
-    "ppo": Stage("rlhf_lab.ppo_training:run_ppo", "rlhf_lab.ppo:PPOConfig", "ppo", "06_ppo",
-                 "starts the policy and its frozen reference from that model instead of the "
-                 "'sft' artifact; the reward model stays the 'reward_model' artifact"),
-    "dpo": Stage("rlhf_lab.dpo:run_dpo", "rlhf_lab.dpo:DPOConfig", "dpo", "08_dpo",
-                 "starts the policy and its frozen reference from that model instead of the "
-                 "'sft' artifact"),
-}
-STAGE_OF_ARTIFACT = {stage.artifact: name for name, stage in STAGES.items()}
+# command -> stage, from the one table of stages (rlhf_lab.stages)
+STAGES = BY_COMMAND
 
 
 # --- options from the settings dataclass ---------------------------------------------------
@@ -126,13 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="`python -m rlhf_lab <stage> --help` lists the stage's settings.")
     stages = parser.add_subparsers(dest="stage", required=True, metavar="stage")
     for name, stage in STAGES.items():
-        try:
-            settings_class = stage.load("settings")
-        except ImportError:
-            sub = stages.add_parser(name, help=f"notebooks/{stage.notebook} (not in this "
-                                    f"checkout yet: {stage.run.split(':')[0]} is missing)")
-            sub.set_defaults(stage_parser=sub, settings_class=None)
-            continue
+        settings_class = stage.load("settings")
         sub = stages.add_parser(
             name, help=f"notebooks/{stage.notebook}: writes '{stage.artifact}'",
             formatter_class=_Formatter,
@@ -145,15 +105,20 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--artifacts", metavar="DIR",
                          help="root of the artifacts folder; the mode's full/ or quick/ is "
                               "added (default: $RLHF_LAB_ARTIFACTS, else artifacts/)")
-        sub.add_argument("--model", metavar="PATH_OR_NAME",
-                         help="any causal LM, a folder saved with save_pretrained or a hub name "
-                              f"(needs internet the first time): the stage {stage.model}")
+        if stage.model:
+            sub.add_argument("--model", metavar="PATH_OR_NAME",
+                             help="any causal LM, a folder saved with save_pretrained or a hub "
+                                  f"name (needs internet the first time): the stage {stage.model}")
         sub.add_argument("--device", help="cpu, cuda, cuda:1, mps ... (default: $RLHF_LAB_DEVICE, "
                                           "else a GPU when there is one)")
         sub.add_argument("--build-missing", action="store_true",
                          help="build missing earlier artifacts first, in quick mode")
         add_settings(sub, settings_class)
         sub.set_defaults(stage_parser=sub, settings_class=settings_class)
+    report = stages.add_parser("report", help="print and draw the report card: every model "
+                               "measured by one evaluation (rlhf_lab.report_card)",
+                               add_help=False)
+    report.set_defaults(stage_parser=report, settings_class=None)
     return parser
 
 
@@ -171,6 +136,21 @@ def _environment(args) -> dict[str, str]:
     return env
 
 
+@contextlib.contextmanager
+def _environment_set(env: dict[str, str]):
+    """Set these environment variables for the duration of a stage, then restore them."""
+    before = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def _fail(parser: argparse.ArgumentParser, message: str) -> None:
     parser.exit(1, f"{parser.prog}: {message}\n")
 
@@ -181,13 +161,13 @@ def main(argv: list[str] | None = None):
     an unusable model with status 1, each with a message instead of a traceback."""
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
+    if args.stage == "report":
+        from .report_card import main as report_main
+        return report_main(unknown)
     stage, sub = STAGES[args.stage], args.stage_parser
-    if args.settings_class is None:
-        _fail(sub, f"the {args.stage} stage needs {stage.run.split(':')[0]}, which is not in "
-                   "this checkout yet.")
     if unknown:
         sub.error(f"unrecognized arguments: {' '.join(unknown)}")
-    with mock.patch.dict(os.environ, _environment(args)):
+    with _environment_set(_environment(args)):
         fields = dataclasses.fields(args.settings_class)
         overrides = {f.name: getattr(args, f.name) for f in fields
                      if getattr(args, f.name) is not None}
@@ -195,31 +175,25 @@ def main(argv: list[str] | None = None):
             cfg = args.settings_class.for_mode(**overrides)
         except SettingsError as error:
             sub.error(str(error))
-        run = stage.load("run")
-        accepts = inspect.signature(run).parameters
-        kwargs = {"save": True}
-        if args.build_missing and "build_missing" in accepts:
-            kwargs["build_missing"] = True
-        if args.model:
-            if "start_from" not in accepts:
-                _fail(sub, f"{stage.run.replace(':', '.')} cannot start from --model yet. "
-                           f"Fine-tune the model first (python -m rlhf_lab sft --model "
-                           f"{args.model}); the {args.stage} stage then starts from that 'sft'.")
+        kwargs = {"save": True, "build_missing": args.build_missing}
+        model = getattr(args, "model", None)
+        if model:
             try:
-                kwargs["start_from"] = check_model(args.model)
+                kwargs["start_from"] = check_model(model)
             except ModelLoadError as error:
                 _fail(sub, str(error))
         if distributed.is_main_process():
             print(f"rlhf_lab {args.stage}: {mode_name()} mode, device {get_device()}, "
                   f"processes {distributed.num_processes()}, starting from "
-                  f"{args.model or 'the artifacts'}")
+                  f"{model or 'the artifacts'}")
         try:
-            result = run(cfg, **kwargs)
+            result = stage.load("run")(cfg, **kwargs)
         except (ModelLoadError, TrainingDiverged) as error:
             _fail(sub, str(error))
         except artifacts.MissingArtifactError as error:
-            maker = STAGE_OF_ARTIFACT.get(error.name)
-            how = f"run `python -m rlhf_lab {maker}` first, or" if maker else "no stage makes it;"
+            maker = BY_ARTIFACT.get(error.name)
+            how = (f"run `python -m rlhf_lab {maker.command}` first, or" if maker
+                   else "no stage makes it;")
             _fail(sub, f"{error}\nFrom the command line: {how} add --build-missing to build "
                        "it now in quick mode.")
         if distributed.is_main_process():

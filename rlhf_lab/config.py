@@ -1,4 +1,4 @@
-"""Configuration: quick mode, seeding, device, project paths and per-stage settings.
+"""Configuration: quick mode, seeding, device, project paths and the base of every stage's settings.
 
 Taught in notebooks/00_setup.ipynb; every later notebook starts from here.
 
@@ -8,8 +8,10 @@ Taught in notebooks/00_setup.ipynb; every later notebook starts from here.
 - `get_device` picks CUDA, then Apple's MPS, then the CPU; `RLHF_LAB_DEVICE` overrides it.
 - torch is imported only where it is used, so that modules which need none of it (the
   class rating app's kernel, `rlhf_lab.class_app`) start in a fraction of a second.
-- Each stage has one dataclass of settings. Every field carries its help text and its valid
-  range, and a bad value raises `SettingsError` naming the field and the range.
+- `Settings` is the base of every stage's settings dataclass, which lives beside its algorithm
+  (`PretrainConfig` in `pretraining`, `SFTConfig` in `sft`, `RewardConfig` in `reward_model`,
+  `PPOConfig` in `ppo`, ...). Every field carries its help text and its valid range, and a bad
+  value raises `SettingsError` naming the field and the range.
 """
 from __future__ import annotations
 
@@ -27,6 +29,9 @@ if TYPE_CHECKING:
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / "data"
+CLASS_DIR = DATA_DIR / "class"                 # the class app's files (`make class-pairs`, `make rate`)
+CLASS_PAIRS = CLASS_DIR / "pairs.jsonl"        # made by the instructor before class
+CLASS_RATINGS = CLASS_DIR / "ratings"          # one <name>.jsonl per student: chapter 09 reads it
 
 
 def is_quick() -> bool:
@@ -131,94 +136,3 @@ class Settings:
             rows.append({"field": f.name, "value": getattr(self, f.name),
                          "valid": str(valid), "meaning": f.metadata.get("help", "")})
         return pd.DataFrame(rows).set_index("field")
-
-
-@dataclass
-class PretrainConfig(Settings):
-    """Chapter 01: the tokenizer, the tiny GPT and its pretraining run."""
-
-    seed: int = setting(0, "random seed for the whole stage", range=(0, 2**31 - 1))
-    corpus_chars: int = setting(0, "characters of cleaned corpus to use; 0 means all",
-                                range=(0, 10**9), quick=500_000)
-    vocab_size: int = setting(2048, "BPE vocabulary size, special tokens included",
-                              range=(260, 65536), quick=512)
-    n_layer: int = setting(4, "transformer blocks", range=(1, 48), quick=3)
-    n_embd: int = setting(128, "width of the residual stream", range=(16, 4096), quick=64)
-    n_head: int = setting(4, "attention heads; must divide n_embd", range=(1, 64), quick=2)
-    block_size: int = setting(128, "context length in tokens", range=(16, 4096), quick=64)
-    dropout: float = setting(0.0, "dropout probability", range=(0.0, 0.9))
-    batch_size: int = setting(32, "sequences per optimiser step", range=(1, 4096))
-    max_steps: int = setting(1200, "optimiser steps", range=(1, 10**7), quick=600)
-    lr: float = setting(3e-3, "peak learning rate of AdamW", range=(1e-6, 1.0))
-    min_lr_ratio: float = setting(0.1, "final learning rate as a fraction of the peak",
-                                  range=(0.0, 1.0))
-    warmup_steps: int = setting(100, "steps of linear warm-up", range=(0, 10**6), quick=15)
-    weight_decay: float = setting(0.1, "AdamW weight decay on matrices", range=(0.0, 1.0))
-    grad_clip: float = setting(1.0, "clip the global gradient norm to this (0: off)",
-                               range=(0.0, 100.0))
-    eval_every: int = setting(100, "steps between held-out evaluations", range=(1, 10**6),
-                              quick=25)
-    eval_batches: int = setting(20, "batches per held-out evaluation", range=(1, 10**4),
-                                quick=5)
-    heldout_fraction: float = setting(0.05, "share of documents kept out of training",
-                                      range=(0.01, 0.5))
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.n_embd % self.n_head:
-            raise SettingsError(
-                f"PretrainConfig.n_head = {self.n_head} must divide n_embd = {self.n_embd}.")
-
-
-@dataclass
-class SFTConfig(Settings):
-    """Chapter 02: supervised fine-tuning on the demonstrations (loss on answer tokens only)."""
-
-    seed: int = setting(0, "random seed for the whole stage", range=(0, 2**31 - 1))
-    batch_size: int = setting(32, "demonstrations per optimiser step", range=(1, 4096))
-    max_steps: int = setting(500, "optimiser steps", range=(1, 10**7), quick=150)
-    lr: float = setting(1e-3, "peak learning rate of AdamW", range=(1e-6, 1.0))
-    min_lr_ratio: float = setting(0.1, "final learning rate as a fraction of the peak",
-                                  range=(0.0, 1.0))
-    warmup_steps: int = setting(30, "steps of linear warm-up", range=(0, 10**6), quick=10)
-    weight_decay: float = setting(0.1, "AdamW weight decay on matrices", range=(0.0, 1.0))
-    grad_clip: float = setting(1.0, "clip the global gradient norm to this (0: off)",
-                               range=(0.0, 100.0))
-    eval_every: int = setting(50, "steps between held-out evaluations", range=(1, 10**6),
-                              quick=25)
-    eval_batches: int = setting(10, "batches per held-out evaluation", range=(1, 10**4))
-    heldout_fraction: float = setting(0.1, "share of demonstrations kept out of training",
-                                      range=(0.01, 0.5))
-    max_tokens: int = setting(96, "longest prompt + answer in tokens; longer ones are cut",
-                              range=(16, 4096))
-    eval_questions: int = setting(400, "held-out questions answered to compare models",
-                                  range=(10, 100_000), quick=120)
-
-
-@dataclass
-class RewardConfig(Settings):
-    """Chapter 04: a reward model (the SFT model plus a scalar head) trained on pairwise ratings."""
-
-    seed: int = setting(0, "random seed for the whole stage", range=(0, 2**31 - 1))
-    ratings: int = setting(1800, "pairwise ratings to train on: all of yours, then the shipped "
-                           "sample, then the simulated rater fills up on chapter 03's pairs",
-                           range=(20, 1_000_000), quick=300)
-    heldout_fraction: float = setting(0.15, "share of ratings kept out of training to measure "
-                                      "accuracy", range=(0.05, 0.5))
-    batch_size: int = setting(32, "rated pairs per optimiser step", range=(1, 4096))
-    max_steps: int = setting(250, "optimiser steps", range=(1, 10**7), quick=120)
-    lr: float = setting(1e-4, "peak learning rate of AdamW (lower than SFT's: a new head on "
-                        "a trained body, and few ratings to overfit)", range=(1e-6, 1.0))
-    min_lr_ratio: float = setting(0.1, "final learning rate as a fraction of the peak",
-                                  range=(0.0, 1.0))
-    warmup_steps: int = setting(20, "steps of linear warm-up", range=(0, 10**6), quick=10)
-    weight_decay: float = setting(0.1, "AdamW weight decay on matrices", range=(0.0, 1.0))
-    grad_clip: float = setting(1.0, "clip the global gradient norm to this (0: off)",
-                               range=(0.0, 100.0))
-    eval_every: int = setting(25, "steps between held-out evaluations", range=(1, 10**6),
-                              quick=20)
-    rater_temperature: float = setting(0.5, "noise of the simulated rater who fills up the "
-                                       "ratings (0: always the gold choice)", range=(0.0, 10.0))
-    normalise_samples: int = setting(400, "answers of the SFT model whose rewards set the "
-                                     "normalisation (mean 0, std 1)", range=(2, 100_000),
-                                     quick=100)

@@ -30,16 +30,11 @@ from tqdm.auto import tqdm
 
 from . import artifacts, distributed
 from .causal_lm import check_model, context_length, load_causal_lm
-from .config import RewardConfig, Settings, seed_everything, setting
+from .config import Settings, seed_everything, setting
 from .evaluation import evaluate_with_reward
 from .kl import token_logprobs
-from .reward_model import (
-    load_reward_model,
-    preference_loss,
-    ratings_to_examples,
-    split_ratings,
-    training_ratings,
-)
+from .preferences import preference_split, training_ratings
+from .reward_model import RewardConfig, load_reward_model, preference_loss
 from .sft import sft_data
 from .training import IGNORE, LMData, lr_at, make_optimizer, optimizer_step
 from .world import World
@@ -77,35 +72,15 @@ class DPOConfig(Settings):
 
 # --- the data -----------------------------------------------------------------------------
 
-def preference_pairs(examples: pd.DataFrame) -> pd.DataFrame:
-    """Chapter 04's examples (prompt, answer_a, answer_b, target) as prompt, chosen, rejected,
-    target: the answer the rater chose becomes `chosen`, with target 1.0. A tie keeps A as
-    `chosen` and its target 0.5 (see `dpo_loss` for what a tie asks of the policy)."""
-    b_won = examples["target"] == 0.0
-    return pd.DataFrame({
-        "prompt": examples["prompt"],
-        "chosen": examples["answer_a"].where(~b_won, examples["answer_b"]),
-        "rejected": examples["answer_b"].where(~b_won, examples["answer_a"]),
-        "target": examples["target"].where(~b_won, 1.0)}).reset_index(drop=True)
-
-
-def rated_pairs(records: list[dict], heldout_fraction: float,
-                seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Pair ratings -> (train, held-out) preference pairs, split as chapter 04 splits its
-    examples (`reward_model.split_ratings`: a seeded shuffle, then the first share held out)."""
-    train, val = split_ratings(ratings_to_examples(records), heldout_fraction, seed)
-    return preference_pairs(train), preference_pairs(val)
-
-
-def chapter04_pairs() -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The ratings chapter 04 trains on, and its held-out split, read with the settings saved
+def reward_model_preferences() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The preferences chapter 04's reward model trained on, and its held-out split, read with the settings saved
     with the reward model (artifact 'reward_model'). Ratings added since it was trained are
     included, as chapter 04 would include them if run again."""
     saved = artifacts.read_metadata("reward_model")["config"]
     cfg = RewardConfig(**{f.name: saved[f.name] for f in dataclasses.fields(RewardConfig)
                           if f.name in saved})
     records, _ = training_ratings(cfg)
-    return rated_pairs(records, cfg.heldout_fraction, cfg.seed)
+    return preference_split(records, cfg.heldout_fraction, cfg.seed)
 
 
 def answer_data(tokenizer, prompts: list[str], answers: list[str], max_tokens: int) -> LMData:
@@ -202,8 +177,8 @@ def implicit_reward_accuracy(chosen_rewards: torch.Tensor, rejected_rewards: tor
 # --- training -----------------------------------------------------------------------------
 
 @dataclass
-class PairData:
-    """Rated pairs, tokenised: rows 0..n-1 of `data` are the chosen answers, rows n..2n-1 the
+class TokenizedPreferences:
+    """Preferences, tokenised: rows 0..n-1 of `data` are the chosen answers, rows n..2n-1 the
     rejected ones; `ref_logprobs` (2n,) are the reference's, computed once (it never changes)."""
 
     data: LMData
@@ -214,16 +189,17 @@ class PairData:
         return len(self.target)
 
 
-def pair_data(reference, tokenizer, pairs: pd.DataFrame, max_tokens: int) -> PairData:
+def tokenize_preferences(reference, tokenizer, pairs: pd.DataFrame,
+                         max_tokens: int) -> TokenizedPreferences:
     """Tokenise chosen and rejected answers into one LMData and score them under `reference`."""
     prompts = list(pairs["prompt"]) * 2
     data = answer_data(tokenizer, prompts, list(pairs["chosen"]) + list(pairs["rejected"]),
                        max_tokens)
     target = torch.tensor(pairs["target"].to_numpy(), dtype=torch.float32)
-    return PairData(data, target, all_sequence_logprobs(reference, data))
+    return TokenizedPreferences(data, target, all_sequence_logprobs(reference, data))
 
 
-def pair_metrics(policy, pairs: PairData, beta: float) -> dict[str, float]:
+def preference_metrics(policy, pairs: TokenizedPreferences, beta: float) -> dict[str, float]:
     """Loss, accuracy, mean implicit rewards of chosen and rejected answers, and their mean
     margin, of the policy on all of `pairs`, without gradients."""
     logprobs = all_sequence_logprobs(policy, pairs.data)             # (2n,)
@@ -251,15 +227,15 @@ def train_dpo(policy, reference, tokenizer, train_pairs: pd.DataFrame,
     """
     device = next(policy.parameters()).device
     max_tokens = min(cfg.max_tokens, context_length(policy))
-    train = pair_data(reference, tokenizer, train_pairs, max_tokens)
-    val = pair_data(reference, tokenizer, val_pairs, max_tokens)
+    train = tokenize_preferences(reference, tokenizer, train_pairs, max_tokens)
+    val = tokenize_preferences(reference, tokenizer, val_pairs, max_tokens)
     optimizer = make_optimizer(policy, cfg)
     generator = torch.Generator().manual_seed(cfg.seed)
     n = len(train)
     history, losses, accuracies = [], [], []
 
     def measure(step: int, lr: float) -> None:
-        val_metrics = pair_metrics(policy, val, cfg.beta)
+        val_metrics = preference_metrics(policy, val, cfg.beta)
         history.append({"step": step, "lr": lr,
                         "train_loss": sum(losses) / len(losses) if losses else float("nan"),
                         "train_accuracy": sum(accuracies) / len(accuracies) if accuracies
@@ -329,7 +305,7 @@ def run_dpo(cfg: DPOConfig | None = None, pairs: tuple[pd.DataFrame, pd.DataFram
             save: bool = True, live_plot=None, build_missing: bool = False, start_from=None,
             progress: bool = True) -> DPOResult:
     """Chapter 08 end to end: the SFT model becomes the policy and, frozen, its reference;
-    DPO trains on `pairs` (train, held-out), by default `chapter04_pairs()`; held-out
+    DPO trains on `pairs` (train, held-out), by default `reward_model_preferences()`; held-out
     questions are answered and graded before and after. The reward model only grades, as
     in chapter 06: DPO never sees it. Saves artifact 'dpo' (the policy, its tokenizer and
     history.csv) unless `save` is False (a beta sweep). `build_missing` builds missing
@@ -341,7 +317,7 @@ def run_dpo(cfg: DPOConfig | None = None, pairs: tuple[pd.DataFrame, pd.DataFram
                          artifacts.load_model("sft", build_if_missing=build_missing))
     reference = copy.deepcopy(policy).eval().requires_grad_(False)
     reward_model, rm_tokenizer = load_reward_model(build_if_missing=build_missing)
-    train, val = pairs if pairs is not None else chapter04_pairs()
+    train, val = pairs if pairs is not None else reward_model_preferences()
     questions = World().split("heldout")[: cfg.eval_questions]
 
     def grade(model) -> pd.DataFrame:
@@ -366,7 +342,3 @@ def run_dpo(cfg: DPOConfig | None = None, pairs: tuple[pd.DataFrame, pd.DataFram
             "reward_before": before.reward.mean(), "reward_after": after.reward.mean(),
             "train_pairs": len(train), "heldout_pairs": len(val), "seconds": seconds})
     return result
-
-
-artifacts.BUILDERS["dpo"] = lambda: run_dpo(DPOConfig.for_mode(quick=True), build_missing=True,
-                                            progress=False)

@@ -327,22 +327,6 @@ def load_ratings(path: str | Path) -> list[dict]:
     return list(ratings.values())
 
 
-def rated_pair_ids(path: str | Path) -> set[str]:
-    """pair_ids this rater has already rated or skipped (empty if the file does not exist)."""
-    return _rated_keys(path, "pair")
-
-
-def rated_answer_ids(path: str | Path) -> set[str]:
-    """answer_ids of single answers this rater has already rated or skipped."""
-    return _rated_keys(path, "single")
-
-
-def _rated_keys(path: str | Path, kind: str) -> set[str]:
-    if not Path(path).exists():
-        return set()
-    return {item_key(r) for r in load_ratings(path) if r["kind"] == kind}
-
-
 def latest_per_item(records: Iterable[dict]) -> list[dict]:
     """The duplicate rule: for each rater and pair (or single answer), keep only the latest
     record (by time; at equal times, the one given later). Order of first appearance kept."""

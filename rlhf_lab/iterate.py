@@ -20,17 +20,19 @@ from dataclasses import dataclass, replace
 
 import pandas as pd
 
-from .config import RewardConfig, Settings, get_device, setting
-from .pairs import make_pairs
+from . import artifacts
+from .config import Settings, get_device, seed_everything, setting
+from .comparisons import sample_comparisons
 from .ppo import PPOConfig, ValueHead
-from .ppo_training import train_ppo
+from .ppo_stage import train_ppo
 from .raters import SimulatedRater, fill_ratings
+from .preferences import ratings_to_examples, split_ratings, training_ratings
 from .reward_model import (
+    RewardConfig,
+    load_reward_model,
     pair_accuracy,
-    ratings_to_examples,
     reward_stats,
     set_normalisation,
-    split_ratings,
     train_reward_model,
 )
 from .world import World
@@ -53,12 +55,12 @@ class IterateConfig(Settings):
                                        "gold choice)", range=(0.0, 100.0))
 
 
-def policy_pairs(policy, tokenizer, questions, n_pairs: int, name: str,
-                 seed: int) -> list[dict]:
-    """`n_pairs` pairs of two answers sampled from `policy` (temperature 1) to the same random
-    question, labelled `name`: what raters see in this round. Identical answers are dropped."""
-    return make_pairs({name: (policy, tokenizer)}, questions, n_pairs, temperatures=(1.0,),
-                      seed=seed)
+def own_comparisons(policy, tokenizer, questions, n_pairs: int, name: str,
+                    seed: int) -> list[dict]:
+    """`n_pairs` comparisons of two answers sampled from `policy` (temperature 1) to the same
+    random question, labelled `name`: what raters see in this round. Identical answers are dropped."""
+    return sample_comparisons({name: (policy, tokenizer)}, questions, n_pairs,
+                              temperatures=(1.0,), seed=seed)
 
 
 def simulated_ratings(pairs: list[dict], cfg: IterateConfig, round_number: int) -> list[dict]:
@@ -126,3 +128,43 @@ def run_round(round_number: int, policy, reference, tokenizer, reward_model, rm_
                "gold": last.total.mean(), "reward": last.reward.mean(), "kl": last.kl.mean()}
     return Round(summary, history, last)
 
+
+@dataclass
+class IterateResult:
+    """The loop run unattended: one summary row per round (round 0 is chapter 06's policy) and
+    each round's outcome."""
+
+    rounds: pd.DataFrame
+    results: dict[int, Round]
+
+
+def run_iterate(cfg: IterateConfig | None = None, save: bool = True, live_plot=None,
+                build_missing: bool = False) -> IterateResult:
+    """Chapter 09's loop with a simulated rater every round: start from chapter 06's policy
+    (artifact 'ppo'), the SFT reference and chapter 04's reward model and ratings; each round
+    rates the current policy's own answers, retrains the reward model and runs PPO again.
+    Saves the final policy as artifact 'iterated'. Notebook 09 runs the same rounds, and lets
+    you, or a class, rate instead of the simulated rater. `build_missing` builds missing
+    artifacts first, in quick mode."""
+    cfg = cfg or IterateConfig.for_mode()
+    seed_everything(cfg.seed)
+    ppo_cfg, reward_cfg = PPOConfig.for_mode(), RewardConfig.for_mode()
+    policy, tokenizer = artifacts.load_model("ppo", build_if_missing=build_missing)
+    reference, _ = artifacts.load_model("sft", build_if_missing=build_missing)
+    reward_model, rm_tokenizer = load_reward_model(build_if_missing=build_missing)
+    all_records, _ = training_ratings(reward_cfg)
+    train_questions = World().split("train")
+    rows, results = [{"round": 0, "ratings": len(all_records)}], {}
+    for number in range(1, cfg.rounds + 1):
+        pairs = own_comparisons(policy, tokenizer, train_questions, cfg.pairs_per_round,
+                                f"round-{number}", seed=cfg.seed + number)
+        new_records = simulated_ratings(pairs, cfg, number)
+        all_records = all_records + new_records
+        results[number] = run_round(number, policy, reference, tokenizer, reward_model,
+                                    rm_tokenizer, all_records, new_records, cfg, ppo_cfg,
+                                    reward_cfg, live_plot=live_plot)
+        rows.append(results[number].summary)
+    if save:
+        artifacts.save_model(policy, tokenizer, "iterated", {"config": cfg.__dict__,
+                                                              "rounds": rows})
+    return IterateResult(pd.DataFrame(rows), results)

@@ -7,11 +7,11 @@ from __future__ import annotations
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-from .config import PretrainConfig
 
-
-def build_model(cfg: PretrainConfig, tokenizer: PreTrainedTokenizerFast) -> GPT2LMHeadModel:
-    """A GPT-2 with the course's sizes; token embeddings and output layer share weights."""
+def build_model(cfg, tokenizer: PreTrainedTokenizerFast) -> GPT2LMHeadModel:
+    """A GPT-2 with the course's sizes; token embeddings and output layer share weights.
+    `cfg`: chapter 01's settings (`rlhf_lab.pretraining.PretrainConfig`): its block_size,
+    n_embd, n_layer, n_head, dropout and seed are read."""
     config = GPT2Config(
         vocab_size=len(tokenizer), n_positions=cfg.block_size, n_embd=cfg.n_embd,
         n_layer=cfg.n_layer, n_head=cfg.n_head, resid_pdrop=cfg.dropout,

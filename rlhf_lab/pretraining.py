@@ -15,13 +15,50 @@ import torch
 from . import artifacts
 from .causal_lm import context_length, load_causal_lm
 from .cleaning import CleaningReport, clean_corpus
-from .config import DATA_DIR, PretrainConfig, get_device, seed_everything
+from .config import DATA_DIR, Settings, SettingsError, get_device, seed_everything, setting
 from .evaluation import unigram_perplexity
 from .model import build_model, count_parameters
 from .tokenizer import train_tokenizer
 from .training import LMData, blocks_from_stream, evaluate_loss, split_heldout, train_lm
 
 RAW_CORPUS = DATA_DIR / "raw" / "web_dump.txt"
+
+
+@dataclass
+class PretrainConfig(Settings):
+    """Chapter 01: the tokenizer, the tiny GPT and its pretraining run."""
+
+    seed: int = setting(0, "random seed for the whole stage", range=(0, 2**31 - 1))
+    corpus_chars: int = setting(0, "characters of cleaned corpus to use; 0 means all",
+                                range=(0, 10**9), quick=500_000)
+    vocab_size: int = setting(2048, "BPE vocabulary size, special tokens included",
+                              range=(260, 65536), quick=512)
+    n_layer: int = setting(4, "transformer blocks", range=(1, 48), quick=3)
+    n_embd: int = setting(128, "width of the residual stream", range=(16, 4096), quick=64)
+    n_head: int = setting(4, "attention heads; must divide n_embd", range=(1, 64), quick=2)
+    block_size: int = setting(128, "context length in tokens", range=(16, 4096), quick=64)
+    dropout: float = setting(0.0, "dropout probability", range=(0.0, 0.9))
+    batch_size: int = setting(32, "sequences per optimiser step", range=(1, 4096))
+    max_steps: int = setting(1200, "optimiser steps", range=(1, 10**7), quick=600)
+    lr: float = setting(3e-3, "peak learning rate of AdamW", range=(1e-6, 1.0))
+    min_lr_ratio: float = setting(0.1, "final learning rate as a fraction of the peak",
+                                  range=(0.0, 1.0))
+    warmup_steps: int = setting(100, "steps of linear warm-up", range=(0, 10**6), quick=15)
+    weight_decay: float = setting(0.1, "AdamW weight decay on matrices", range=(0.0, 1.0))
+    grad_clip: float = setting(1.0, "clip the global gradient norm to this (0: off)",
+                               range=(0.0, 100.0))
+    eval_every: int = setting(100, "steps between held-out evaluations", range=(1, 10**6),
+                              quick=25)
+    eval_batches: int = setting(20, "batches per held-out evaluation", range=(1, 10**4),
+                                quick=5)
+    heldout_fraction: float = setting(0.05, "share of documents kept out of training",
+                                      range=(0.01, 0.5))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.n_embd % self.n_head:
+            raise SettingsError(
+                f"PretrainConfig.n_head = {self.n_head} must divide n_embd = {self.n_embd}.")
 
 
 def load_raw_corpus() -> str:
@@ -67,12 +104,14 @@ class PretrainResult:
 
 
 def run_pretraining(cfg: PretrainConfig | None = None, save: bool = True,
-                    live_plot=None, start_from=None) -> PretrainResult:
+                    live_plot=None, start_from=None, build_missing: bool = False) -> PretrainResult:
     """Clean, tokenize, build and pretrain; save the model as artifact 'pretrained'.
 
     `start_from`: a model folder or hub name (any causal LM) to go on pretraining, with its
     own tokenizer, instead of a new tokenizer and tiny GPT (then cfg.vocab_size, n_layer,
-    n_embd, n_head and dropout are unused); the command line's `pretrain --model`."""
+    n_embd, n_head and dropout are unused); the command line's `pretrain --model`.
+    `build_missing` is accepted so that every stage is called alike; nothing comes before
+    pretraining."""
     cfg = cfg or PretrainConfig.for_mode()
     seed_everything(cfg.seed)
     report = clean_corpus(load_raw_corpus())
@@ -94,6 +133,3 @@ def run_pretraining(cfg: PretrainConfig | None = None, save: bool = True,
             "config": cfg.__dict__, "parameters": count_parameters(model),
             "heldout_perplexity": ppl, "unigram_perplexity": uni})
     return PretrainResult(cfg, report, model, tokenizer, train, val, history, ppl, uni)
-
-
-artifacts.BUILDERS["pretrained"] = lambda: run_pretraining(PretrainConfig.for_mode(quick=True))

@@ -23,21 +23,24 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import artifacts, distributed, feedback
+from . import artifacts, distributed
 from .causal_lm import check_model, context_length, load_causal_lm
-from .config import RewardConfig, get_device, seed_everything
+from .config import Settings, get_device, seed_everything, setting
 from .generation import generate
 from .model import position_ids
-from .pairs import load_pairs, make_pairs, save_pairs
-from .raters import SimulatedRater, fill_ratings
+from .preferences import (
+    SAMPLE_FILE,
+    SAMPLE_TEMPERATURE,
+    ratings_to_examples,
+    split_ratings,
+    training_ratings,
+)
+from .raters import SimulatedRater
 from .tokenizer import load_tokenizer
-from .training import lr_at, make_optimizer, optimizer_step, split_heldout
+from .training import lr_at, make_optimizer, optimizer_step
 from .world import World, format_dialogue
 
-SAMPLE_FILE = "sample.jsonl"   # the shipped ratings in data/feedback/, used after your own
-SAMPLE_TEMPERATURE = 0.5       # the noise of the simulated rater who made them (rlhf_lab.corpus)
 CHANCE = 0.5                   # accuracy of a coin flip on pairs that are not ties
-TARGETS = {"a": 1.0, "b": 0.0, "tie": 0.5}   # P(A preferred) that each choice stands for
 
 
 # --- the model ----------------------------------------------------------------------------
@@ -66,6 +69,35 @@ def build_reward_model(path_or_name: str | Path):
     if model.config.pad_token_id is None:
         model.config.pad_token_id = model.config.eos_token_id
     return model
+
+
+@dataclass
+class RewardConfig(Settings):
+    """Chapter 04: a reward model (the SFT model plus a scalar head) trained on pairwise ratings."""
+
+    seed: int = setting(0, "random seed for the whole stage", range=(0, 2**31 - 1))
+    ratings: int = setting(1800, "pairwise ratings to train on: all of yours, then the shipped "
+                           "sample, then the simulated rater fills up on chapter 03's pairs",
+                           range=(20, 1_000_000), quick=300)
+    heldout_fraction: float = setting(0.15, "share of ratings kept out of training to measure "
+                                      "accuracy", range=(0.05, 0.5))
+    batch_size: int = setting(32, "rated pairs per optimiser step", range=(1, 4096))
+    max_steps: int = setting(250, "optimiser steps", range=(1, 10**7), quick=120)
+    lr: float = setting(1e-4, "peak learning rate of AdamW (lower than SFT's: a new head on "
+                        "a trained body, and few ratings to overfit)", range=(1e-6, 1.0))
+    min_lr_ratio: float = setting(0.1, "final learning rate as a fraction of the peak",
+                                  range=(0.0, 1.0))
+    warmup_steps: int = setting(20, "steps of linear warm-up", range=(0, 10**6), quick=10)
+    weight_decay: float = setting(0.1, "AdamW weight decay on matrices", range=(0.0, 1.0))
+    grad_clip: float = setting(1.0, "clip the global gradient norm to this (0: off)",
+                               range=(0.0, 100.0))
+    eval_every: int = setting(25, "steps between held-out evaluations", range=(1, 10**6),
+                              quick=20)
+    rater_temperature: float = setting(0.5, "noise of the simulated rater who fills up the "
+                                       "ratings (0: always the gold choice)", range=(0.0, 10.0))
+    normalise_samples: int = setting(400, "answers of the SFT model whose rewards set the "
+                                     "normalisation (mean 0, std 1)", range=(2, 100_000),
+                                     quick=100)
 
 
 def load_reward_model(build_if_missing: bool = False, device=None):
@@ -162,62 +194,6 @@ def preference_loss(r_a: torch.Tensor, r_b: torch.Tensor, target: torch.Tensor) 
 
 
 # --- the data -----------------------------------------------------------------------------
-
-def ratings_to_examples(records_or_frame) -> pd.DataFrame:
-    """Pair ratings -> one row per pair: prompt, answer_a, answer_b, target, rater.
-
-    target is 1.0 when A was chosen, 0.0 for B and 0.5 for a tie (see `preference_loss`).
-    Skips, single-answer ratings and undo records are left out.
-    """
-    frame = pd.DataFrame(records_or_frame)
-    if frame.empty:
-        return pd.DataFrame(columns=["prompt", "answer_a", "answer_b", "target", "rater"])
-    frame = frame[(frame["kind"] == "pair") & frame["choice"].isin(list(TARGETS))]
-    examples = frame[["prompt", "answer_a", "answer_b", "rater"]].assign(
-        target=frame["choice"].map(TARGETS).astype(float))
-    return examples[["prompt", "answer_a", "answer_b", "target", "rater"]].reset_index(drop=True)
-
-
-def training_ratings(cfg: RewardConfig):
-    """The pairwise ratings to train on, and a report of how many came from whom.
-
-    In order: (1) your own ratings, every file in data/feedback/ but the shipped sample, all
-    of them, even beyond cfg.ratings, since clicks are never thrown away; (2) the shipped
-    sample (scripted answers rated by a simulated rater), only up to cfg.ratings in all;
-    (3) a simulated rater (temperature cfg.rater_temperature) rates chapter 03's pairs that
-    nobody rated, answers of our own models, until there are cfg.ratings.
-    Returns (records, report), as `fill_ratings` does.
-
-    The sample holds about 1500 ratings, so full mode's 1800 leave about 300 to the
-    simulated rater: answers like those PPO will write. Measured once (seed 0, 306 fresh
-    pairs of our models' answers): trained so, the reward model orders 77% of them as the
-    gold score does, against 75% when trained on the sample alone.
-    """
-    own, sample = [], []
-    for path in sorted(Path(feedback.FEEDBACK_DIR).glob("*.jsonl")):
-        (sample if path.name == SAMPLE_FILE else own).extend(feedback.load_ratings(path))
-    own, sample = _pair_ratings(own), _pair_ratings(sample)
-    human = own + sample[: max(0, cfg.ratings - len(own))]
-    rater = SimulatedRater("simulated", temperature=cfg.rater_temperature, seed=cfg.seed)
-    try:
-        return fill_ratings(load_pairs(), human, cfg.ratings, rater)
-    except ValueError as error:
-        raise ValueError(f"{error} Or lower RewardConfig.ratings (now {cfg.ratings}).") from None
-
-
-def _pair_ratings(records: list[dict]) -> list[dict]:
-    """Pair ratings that say a, b or tie, after the duplicate rule (latest per rater and pair)."""
-    return [r for r in feedback.latest_per_item(records)
-            if r["kind"] == "pair" and r["choice"] in TARGETS]
-
-
-def split_ratings(examples: pd.DataFrame, fraction: float,
-                  seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(train, held-out): a seeded shuffle, then the first `fraction` of rows are held out."""
-    train_rows, val_rows = split_heldout(list(range(len(examples))), fraction, seed)
-    return (examples.iloc[train_rows].reset_index(drop=True),
-            examples.iloc[val_rows].reset_index(drop=True))
-
 
 # --- measuring ----------------------------------------------------------------------------
 
@@ -403,16 +379,3 @@ def sft_answers(n: int, seed: int, start_from=None) -> tuple[list[str], list[str
     questions = World().split("train")
     prompts = [q.text for q in random.Random(seed).sample(questions, min(n, len(questions)))]
     return prompts, generate(policy, tokenizer, prompts, temperature=1.0, seed=seed)
-
-
-def build_quick_pairs(n_pairs: int = 200, seed: int = 0) -> None:
-    """Stand-in for notebook 03: `n_pairs` pairs from the pretrained and SFT models, saved as
-    artifact 'pairs' (the models are built in quick mode first if missing)."""
-    policies = {name: artifacts.load_model(name, build_if_missing=True)
-                for name in ("pretrained", "sft")}
-    save_pairs(make_pairs(policies, World().split("train"), n_pairs, seed=seed))
-
-
-artifacts.BUILDERS["reward_model"] = lambda: run_reward_model(
-    RewardConfig.for_mode(quick=True), build_missing=True)
-artifacts.BUILDERS.setdefault("pairs", build_quick_pairs)

@@ -14,12 +14,37 @@ import torch
 
 from . import artifacts
 from .causal_lm import context_length, load_causal_lm
-from .config import DATA_DIR, SFTConfig, seed_everything
+from .config import DATA_DIR, Settings, seed_everything, setting
 from .evaluation import evaluate_policy
 from .training import IGNORE, LMData, split_heldout, train_lm
 from .world import World, format_prompt
 
 DEMONSTRATIONS = DATA_DIR / "sft" / "demonstrations.jsonl"
+
+
+@dataclass
+class SFTConfig(Settings):
+    """Chapter 02: supervised fine-tuning on the demonstrations (loss on answer tokens only)."""
+
+    seed: int = setting(0, "random seed for the whole stage", range=(0, 2**31 - 1))
+    batch_size: int = setting(32, "demonstrations per optimiser step", range=(1, 4096))
+    max_steps: int = setting(500, "optimiser steps", range=(1, 10**7), quick=150)
+    lr: float = setting(1e-3, "peak learning rate of AdamW", range=(1e-6, 1.0))
+    min_lr_ratio: float = setting(0.1, "final learning rate as a fraction of the peak",
+                                  range=(0.0, 1.0))
+    warmup_steps: int = setting(30, "steps of linear warm-up", range=(0, 10**6), quick=10)
+    weight_decay: float = setting(0.1, "AdamW weight decay on matrices", range=(0.0, 1.0))
+    grad_clip: float = setting(1.0, "clip the global gradient norm to this (0: off)",
+                               range=(0.0, 100.0))
+    eval_every: int = setting(50, "steps between held-out evaluations", range=(1, 10**6),
+                              quick=25)
+    eval_batches: int = setting(10, "batches per held-out evaluation", range=(1, 10**4))
+    heldout_fraction: float = setting(0.1, "share of demonstrations kept out of training",
+                                      range=(0.01, 0.5))
+    max_tokens: int = setting(96, "longest prompt + answer in tokens; longer ones are cut",
+                              range=(16, 4096))
+    eval_questions: int = setting(400, "held-out questions answered to compare models",
+                                  range=(10, 100_000), quick=120)
 
 
 def load_demonstrations() -> list[dict]:
@@ -93,6 +118,3 @@ def run_sft(cfg: SFTConfig | None = None, save: bool = True, live_plot=None,
             "config": cfg.__dict__, "gold_total_before": before.total.mean(),
             "gold_total_after": after.total.mean()})
     return SFTResult(cfg, model, tokenizer, history, before, after)
-
-
-artifacts.BUILDERS["sft"] = lambda: run_sft(SFTConfig.for_mode(quick=True), build_missing=True)

@@ -6,7 +6,7 @@ import tempfile
 
 import pytest
 
-from rlhf_lab.config import PretrainConfig
+from rlhf_lab.pretraining import PretrainConfig
 
 
 def pytest_configure(config):
@@ -34,14 +34,12 @@ def pretrained(quick_artifacts):
 @pytest.fixture(scope="session")
 def sft_trained(pretrained):
     """One quick-mode SFT run on the shared pretrained model, saved as artifact 'sft'."""
-    from rlhf_lab.config import SFTConfig
-    from rlhf_lab.sft import run_sft
+    from rlhf_lab.sft import SFTConfig, run_sft
     return run_sft(SFTConfig.for_mode(quick=True))
 
 
 @pytest.fixture(scope="session")
 def reward_trained(sft_trained):
     """One quick-mode reward-model run on the shared SFT model, saved as 'reward_model'."""
-    from rlhf_lab.config import RewardConfig
-    from rlhf_lab.reward_model import run_reward_model
+    from rlhf_lab.reward_model import RewardConfig, run_reward_model
     return run_reward_model(RewardConfig.for_mode(quick=True), build_missing=True)

@@ -22,7 +22,9 @@ from transformers import AutoModelForSequenceClassification, GPT2Config, GPT2LMH
 
 from rlhf_lab import artifacts, distributed
 from rlhf_lab.causal_lm import load_causal_lm
-from rlhf_lab.config import PretrainConfig, RewardConfig, seed_everything
+from rlhf_lab.config import seed_everything
+from rlhf_lab.pretraining import PretrainConfig
+from rlhf_lab.reward_model import RewardConfig
 from rlhf_lab.ppo import (
     PPOConfig,
     Rollout,

@@ -49,10 +49,15 @@ def test_incomplete_folder_counts_as_missing(tmp_artifacts):
     assert not artifacts.exists("pretrained")
 
 
-def test_build_if_missing_calls_the_builder(monkeypatch):
+def test_build_if_missing_builds_the_stage_of_the_table(monkeypatch):
+    """require() finds the stage in stages.STAGES and calls its quick build."""
     built = []
-    monkeypatch.setitem(artifacts.BUILDERS, "pretrained",
-                        lambda: artifacts.save_dir("pretrained", lambda d: built.append(d)))
-    monkeypatch.setattr(artifacts, "_load_builders", lambda: None)
+
+    class FakeStage:
+        notebook = "01_pretraining"
+
+        def build_quick(self):
+            artifacts.save_dir("pretrained", lambda d: built.append(d))
+    monkeypatch.setitem(artifacts.BY_ARTIFACT, "pretrained", FakeStage())
     path = artifacts.require("pretrained", build_if_missing=True)
     assert built and path.exists()

@@ -16,7 +16,7 @@ from rlhf_lab import reward_model as rm
 from rlhf_lab.causal_lm import ModelLoadError, context_length, load_causal_lm
 from rlhf_lab.cli import main
 from rlhf_lab.kl import token_logprobs
-from rlhf_lab.pairs import save_pairs
+from rlhf_lab.comparisons import save_comparisons
 from rlhf_lab.sft import sft_example
 from rlhf_lab.tokenizer import train_tokenizer
 from rlhf_lab.world import World, format_dialogue
@@ -102,7 +102,7 @@ def llama_stages(llama_dir, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RLHF_LAB_ARTIFACTS", str(root))
         mp.setenv("RLHF_LAB_QUICK", "1")
-        save_pairs([{"prompt": q.text, "answer_a": ANSWERS[0], "answer_b": ANSWERS[1],
+        save_comparisons([{"prompt": q.text, "answer_a": ANSWERS[0], "answer_b": ANSWERS[1],
                      "model": "test", "model_b": "test"} for q in QUESTIONS[:40]])
         sft = main(["sft", "--model", str(llama_dir), "--max-steps", "4", "--batch-size", "8",
                     "--eval-every", "2", "--eval-batches", "2", "--eval-questions", "10"])

@@ -128,12 +128,12 @@ def test_a_missing_or_malformed_pairs_file_is_a_clear_error(tmp_path, content, m
 
 
 def test_make_pairs_writes_a_pairs_file_from_a_policy_and_never_replaces_one(sft_trained, tmp_path):
-    path = class_app.make_class_pairs(tmp_path / "class" / "pairs.jsonl", 6, ["sft"])
+    path = class_app.write_pairs_file(tmp_path / "class" / "pairs.jsonl", 6, ["sft"])
     pairs = read_pairs_file(path)
     assert 1 <= len(pairs) <= 6 and all(p["model"].startswith("sft@T") for p in pairs)
     before = path.read_bytes()
     with pytest.raises(FileExistsError, match="--force"):
-        class_app.make_class_pairs(path, 6, ["sft"])
+        class_app.write_pairs_file(path, 6, ["sft"])
     assert path.read_bytes() == before
 
 

@@ -8,20 +8,18 @@ import pytest
 
 from rlhf_lab import feedback
 from rlhf_lab.class_ratings import (
-    CLASS_PROFILES,
     ClassFolderError,
     class_fleiss_kappa,
-    class_of,
     consensus,
     leave_one_out,
     load_class_folder,
     majority_label,
     pairwise_frame,
     rater_bias,
-    simulate_class,
 )
-from rlhf_lab.raters import SimulatedRater
-from rlhf_lab.world import STYLES, World, make_answer
+from rlhf_lab.raters import CLASS_PROFILES, class_of, simulate_class, SimulatedRater
+from rlhf_lab.scripted import STYLES, make_answer
+from rlhf_lab.world import World
 
 PROMPT = "what color is a cat?"
 GOOD = "A cat is grey."                       # 4 words; sorted order: GOOD < WRONG < WARM < RUDE

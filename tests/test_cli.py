@@ -12,7 +12,7 @@ import pytest
 
 from rlhf_lab import artifacts
 from rlhf_lab.cli import STAGES, main
-from rlhf_lab.pairs import save_pairs
+from rlhf_lab.comparisons import save_comparisons
 from rlhf_lab.world import World
 
 
@@ -33,11 +33,10 @@ def help_entries(stage: str, capsys) -> tuple[str, dict[str, str]]:
 
 @pytest.mark.parametrize("stage", sorted(STAGES))
 def test_help_lists_every_setting_with_its_valid_values_and_defaults(stage, capsys):
-    pytest.importorskip(STAGES[stage].run.split(":")[0],
-                        reason=f"the module of the {stage} stage is not here yet")
     text, entries = help_entries(stage, capsys)
-    for option in ("--quick", "--artifacts DIR", "--model PATH_OR_NAME", "--device"):
+    for option in ("--quick", "--artifacts DIR", "--device", "--build-missing"):
         assert option in text
+    assert ("--model PATH_OR_NAME" in text) == bool(STAGES[stage].model)
     for f in dataclasses.fields(STAGES[stage].load("settings")):
         entry = entries[f.name]
         assert " ".join(f.metadata["help"].split()) in entry, f.name
@@ -76,14 +75,25 @@ def test_python_dash_m_rejects_a_value_that_is_no_number():
     assert "argument --max-steps: 'lots' is not a whole number; range [1, 10000000]" in done.stderr
 
 
-def test_a_stage_whose_module_is_not_there_says_so(monkeypatch, capsys):
-    monkeypatch.setitem(STAGES, "dpo", dataclasses.replace(
-        STAGES["dpo"], run="rlhf_lab.no_such_module:run", settings="rlhf_lab.no_such_module:C"))
-    with pytest.raises(SystemExit) as done:
-        main(["dpo", "--quick", "--beta", "0.1"])
-    assert done.value.code == 1
-    assert "the dpo stage needs rlhf_lab.no_such_module, which is not in this checkout yet" in \
-        capsys.readouterr().err
+def test_every_stage_of_the_table_is_a_command_with_a_run_function_that_takes_the_same_options():
+    """One table (rlhf_lab.stages) drives the command line: every stage resolves, and its run
+    function is called alike (cfg, save, build_missing; start_from where --model applies)."""
+    import inspect
+
+    from rlhf_lab import stages
+    assert set(STAGES) == {stage.command for stage in stages.STAGES}
+    for stage in stages.STAGES:
+        accepts = inspect.signature(stage.load("run")).parameters
+        assert {"save", "build_missing"} <= set(accepts), stage.command
+        assert ("start_from" in accepts) == bool(stage.model), stage.command
+
+
+def test_the_comparisons_command_writes_the_pairs_chapter_04_reads(copied_artifacts, monkeypatch):
+    root = str(copied_artifacts)
+    monkeypatch.setenv("RLHF_LAB_ARTIFACTS", root)
+    pairs = main(["comparisons", "--quick", "--artifacts", root, "--n-pairs", "12"])
+    from rlhf_lab.comparisons import load_comparisons
+    assert load_comparisons() == pairs and 0 < len(pairs) <= 12
 
 
 def test_a_missing_artifact_names_the_command_that_makes_it(tmp_path, capsys):
@@ -115,7 +125,7 @@ def test_quick_sft_and_reward_model_through_the_command_line_write_their_artifac
         copied_artifacts, monkeypatch):
     root = str(copied_artifacts)
     monkeypatch.setenv("RLHF_LAB_ARTIFACTS", root)
-    save_pairs([{"prompt": q.text, "answer_a": "I do not know.", "answer_b": "You are silly.",
+    save_comparisons([{"prompt": q.text, "answer_a": "I do not know.", "answer_b": "You are silly.",
                  "model": "test", "model_b": "test"} for q in World().split("train")[:40]])
     common = ["--quick", "--artifacts", root, "--max-steps", "4", "--eval-every", "2"]
     sft = main(["sft", *common, "--eval-questions", "10", "--eval-batches", "1"])

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from rlhf_lab import config
-from rlhf_lab.config import PretrainConfig, SettingsError
+from rlhf_lab.config import SettingsError
+from rlhf_lab.pretraining import PretrainConfig
 
 
 def test_quick_switch(monkeypatch):

@@ -18,9 +18,9 @@ from rlhf_lab.dpo import (
     dpo_loss,
     implicit_reward_accuracy,
     implicit_rewards,
-    preference_pairs,
     sequence_logprobs,
 )
+from rlhf_lab.preferences import chosen_rejected, preference_split
 from rlhf_lab.tokenizer import train_tokenizer
 from rlhf_lab.training import IGNORE, TrainingDiverged
 from rlhf_lab.world import World, format_dialogue, format_prompt
@@ -105,11 +105,11 @@ def test_implicit_reward_accuracy_by_hand():
     assert math.isnan(implicit_reward_accuracy(chosen[3:], rejected[3:], target[3:]))
 
 
-def test_preference_pairs_put_the_rater_s_choice_first():
+def test_chosen_rejected_puts_the_rater_s_choice_first():
     examples = pd.DataFrame({"prompt": ["p1", "p2", "p3"], "answer_a": ["a1", "a2", "a3"],
                              "answer_b": ["b1", "b2", "b3"], "target": [1.0, 0.0, 0.5],
                              "rater": ["x", "y", "z"]})
-    pairs = preference_pairs(examples)
+    pairs = chosen_rejected(examples)
     assert pairs.to_dict("list") == {"prompt": ["p1", "p2", "p3"], "chosen": ["a1", "b2", "a3"],
                                      "rejected": ["b1", "a2", "b3"], "target": [1.0, 1.0, 0.5]}
 
@@ -209,8 +209,8 @@ def test_quick_dpo_on_chapter_04_ratings_learns_the_held_out_preferences(chapter
                                                                          reward_trained):
     run = chapter04_run
     # the same ratings and held-out split as the session's reward model
-    pd.testing.assert_frame_equal(run.train, preference_pairs(reward_trained.train))
-    pd.testing.assert_frame_equal(run.val, preference_pairs(reward_trained.val))
+    pd.testing.assert_frame_equal(run.train, chosen_rejected(reward_trained.train))
+    pd.testing.assert_frame_equal(run.val, chosen_rejected(reward_trained.val))
     # Measured with seed 0 (255 training pairs, 34 decided held-out pairs, 40 steps, about
     # 5 s of training on one thread): held-out implicit-reward accuracy 0.5 -> 0.76, KL 3.6
     # nats per answer; the margin is half the gain. The gold score is not asserted here: in
@@ -237,14 +237,14 @@ def test_quick_dpo_on_chapter_04_ratings_learns_the_held_out_preferences(chapter
 def own_answers_run(reward_trained):
     """DPO on 600 pairs of the quick SFT model's own answers (temperature 1) to training
     questions, rated by a simulated rater of temperature 0.2; 20% of the pairs held out."""
-    from rlhf_lab.pairs import make_pairs
+    from rlhf_lab.comparisons import sample_comparisons
     from rlhf_lab.raters import SimulatedRater
 
     sft = artifacts.load_model("sft")
-    pairs = make_pairs({"sft": sft}, World().split("train"), 600, temperatures=(1.0,), seed=0)
+    pairs = sample_comparisons({"sft": sft}, World().split("train"), 600, temperatures=(1.0,), seed=0)
     rater = SimulatedRater("simulated", temperature=0.2, seed=0)
     records = [rater.rate_pair(pair) for pair in pairs]
-    return dpo.run_dpo(DPOConfig.for_mode(quick=True), pairs=dpo.rated_pairs(records, 0.2, 0),
+    return dpo.run_dpo(DPOConfig.for_mode(quick=True), pairs=preference_split(records, 0.2, 0),
                        save=False, progress=False)
 
 

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from rlhf_lab.config import PretrainConfig
+from rlhf_lab.pretraining import PretrainConfig
 from rlhf_lab.generation import answer_from_completion, generate
 from rlhf_lab.model import build_model
 from rlhf_lab.tokenizer import train_tokenizer

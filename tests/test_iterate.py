@@ -5,11 +5,11 @@ import copy
 
 import pytest
 
-from rlhf_lab.config import RewardConfig
+from rlhf_lab.reward_model import RewardConfig
 from rlhf_lab.feedback import pair_id, record_problem
 from rlhf_lab.iterate import (
     IterateConfig,
-    policy_pairs,
+    own_comparisons,
     retrain_reward_model,
     simulated_ratings,
 )
@@ -22,7 +22,7 @@ def round_one(reward_trained):
     cfg = IterateConfig.for_mode(quick=True, pairs_per_round=60, reward_steps=30)
     from rlhf_lab import artifacts
     sft, sft_tokenizer = artifacts.load_model("sft")
-    pairs = policy_pairs(sft, sft_tokenizer, World().split("train"), cfg.pairs_per_round,
+    pairs = own_comparisons(sft, sft_tokenizer, World().split("train"), cfg.pairs_per_round,
                          "round-1", seed=1)
     return cfg, pairs, simulated_ratings(pairs, cfg, round_number=1)
 

@@ -7,7 +7,8 @@ import pytest
 from rlhf_lab import feedback
 from rlhf_lab.gold import gold_score, words
 from rlhf_lab.raters import SimulatedRater, fill_ratings, sigmoid
-from rlhf_lab.world import STYLES, World, make_answer
+from rlhf_lab.scripted import STYLES, make_answer
+from rlhf_lab.world import World
 
 PROMPT = "what color is a cat?"
 GOOD = "A cat is grey."                       # gold 4.0, 4 words

@@ -8,9 +8,9 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2ForSequenceClassification
 
-from rlhf_lab import feedback
+from rlhf_lab import feedback, preferences
 from rlhf_lab import reward_model as rm
-from rlhf_lab.config import RewardConfig
+from rlhf_lab.reward_model import RewardConfig
 from rlhf_lab.raters import SimulatedRater
 from rlhf_lab.tokenizer import train_tokenizer
 from rlhf_lab.world import World
@@ -123,11 +123,11 @@ def test_ratings_become_examples_with_soft_targets():
         return feedback.pair_record("me", PROMPT, answer_a, "Ugh.", choice, "sft")
     records = [record("a"), record("b", "Green."), record("tie", "Frogs are green."),
                record("skip", "Blue."), record("up", kind="single")]
-    examples = rm.ratings_to_examples(records)
+    examples = preferences.ratings_to_examples(records)
     assert list(examples.target) == [1.0, 0.0, 0.5]
     assert list(examples.columns) == ["prompt", "answer_a", "answer_b", "target", "rater"]
     frame = feedback.ratings_frame([])
-    assert rm.ratings_to_examples(frame).empty
+    assert preferences.ratings_to_examples(frame).empty
 
 
 def test_own_ratings_first_then_the_sample_then_the_simulated_rater(monkeypatch, tmp_path):
@@ -141,10 +141,10 @@ def test_own_ratings_first_then_the_sample_then_the_simulated_rater(monkeypatch,
     pairs = [{"prompt": q, "answer_a": "I do not know.", "answer_b": "Ugh.", "model": "sft"}
              for q in questions[33:]]                                 # 7 pairs nobody rated
     monkeypatch.setattr(feedback, "FEEDBACK_DIR", tmp_path)
-    monkeypatch.setattr(rm, "load_pairs", lambda: pairs)
+    monkeypatch.setattr(preferences, "load_comparisons", lambda: pairs)
 
     def counts(ratings):
-        records, report = rm.training_ratings(RewardConfig.for_mode(ratings=ratings))
+        records, report = preferences.training_ratings(RewardConfig.for_mode(ratings=ratings))
         assert report.set_index("rater").ratings["total"] == len(records) == ratings
         return [r["rater"] for r in records]
     assert counts(20) == ["me"] * 3 + ["sample"] * 17                 # the sample is capped

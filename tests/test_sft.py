@@ -1,7 +1,7 @@
 """SFT: the loss mask, and a seeded test that fine-tuning raises the gold score."""
 import pytest
 
-from rlhf_lab.config import SFTConfig
+from rlhf_lab.sft import SFTConfig
 from rlhf_lab.sft import load_demonstrations, sft_data, sft_example
 from rlhf_lab.tokenizer import train_tokenizer
 from rlhf_lab.training import IGNORE

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from rlhf_lab.config import PretrainConfig
+from rlhf_lab.pretraining import PretrainConfig
 from rlhf_lab.evaluation import unigram_perplexity
 from rlhf_lab.model import build_model, count_parameters, flops_per_token
 from rlhf_lab.tokenizer import train_tokenizer

@@ -2,7 +2,8 @@ import random
 
 import pytest
 
-from rlhf_lab.world import (STYLES, World, format_prompt, make_answer, plural_of)
+from rlhf_lab.scripted import STYLES, make_answer
+from rlhf_lab.world import World, format_prompt
 
 
 @pytest.fixture(scope="module")
@@ -54,4 +55,3 @@ def test_facts_in_answers(world):
     with pytest.raises(ValueError, match="style must be one of"):
         make_answer(frog, "sarcastic", rng)
     assert set(STYLES) >= {"good", "rude", "rambling"}
-    assert plural_of("mouse") == "mice"

@@ -35,7 +35,7 @@ def test_live_plot_draws_a_sparse_column_as_a_line_through_its_measurements():
 
 @pytest.fixture(scope="module")
 def ppo_run(reward_trained):
-    from rlhf_lab.ppo_training import run_ppo
+    from rlhf_lab.ppo_stage import run_ppo
     return run_ppo(PPOConfig.for_mode(quick=True), progress=False)
 
 

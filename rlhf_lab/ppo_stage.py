@@ -30,7 +30,7 @@ from .ppo import (
     make_ppo_optimizer,
     ppo_iteration,
 )
-from .reward_model import load_reward_model, score_answers
+from .reward_model import load_reward_model
 from .world import World
 
 PANELS = {
@@ -148,7 +148,3 @@ def run_ppo(cfg: PPOConfig | None = None, save: bool = True, live_plot=None,
              "reward_after": after.reward.mean(), "final_kl": last.kl, "seconds": seconds},
             write_more=lambda folder: history.to_csv(folder / "metrics.csv", index=False))
     return PPOResult(cfg, policy, reference, tokenizer, history, before, after, seconds)
-
-
-artifacts.BUILDERS["ppo"] = lambda: run_ppo(PPOConfig.for_mode(quick=True), build_missing=True,
-                                            progress=False)
