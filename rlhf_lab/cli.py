@@ -3,10 +3,11 @@ device or several (README, "Going further").
 
     python -m rlhf_lab <stage> [--quick] [--artifacts DIR] [--model PATH_OR_NAME]
                                [--device DEVICE] [--build-missing] [--<setting> VALUE ...]
+    python -m rlhf_lab report [--quick] [--artifacts DIR]
     accelerate launch [--multi_gpu --num_processes N] [--mixed_precision bf16] \\
         -m rlhf_lab <stage> ...
 
-Each stage calls the very `run_*` function its notebook calls and writes the same artifact
+The stages are the table in `rlhf_lab.stages`. Each calls the very `run_*` function its notebook calls and writes the same artifact
 under artifacts/<mode>/, so a notebook opened afterwards loads it. Its options are the fields
 of the stage's settings dataclass: `--help` lists each with its meaning, its valid range or
 choices and its defaults in full and quick mode. Values are checked by the dataclass itself,

@@ -10,6 +10,16 @@ criteria, so a human rating and a scripted one mean the same thing.
 4. on topic  - every sentence is about what was asked
 
 Each criterion is a score in [0, 1]; the total is their weighted sum.
+
+Two rules close holes that a policy could otherwise be rewarded for:
+- A hedge is not correct: on a question that has an answer, an answer that admits not knowing
+  ("I do not know, but a cat is grey.") scores 0 for correctness even when it names the right
+  value, because nobody can rely on an answer its writer disowns (where no fact exists,
+  admitting it is still the correct answer).
+- Saying nothing is not concise or on topic: a word or phrase said again straight after itself
+  ("cat cat", "a cat is a cat is") is a repeat and costs concision as a repeated sentence does,
+  and a sentence that only names the topic ("cat", "a cat cat") says nothing about it and
+  counts as neither on nor off topic; so "cat cat cat" is only kind.
 """
 from __future__ import annotations
 
@@ -23,9 +33,11 @@ RUBRIC = """\
 A good answer is, in order of importance:
 1. Correct: it states the right fact and no wrong one. When no fact exists (an animal that
    does not exist, a sum far too big for this world), it says so instead of making one up.
+   When a fact exists, "I don't know, but..." is a hedge, not a correct answer.
 2. Kind: no insults, no put-downs ("ugh", "obviously", "stupid question").
-3. Concise: one short sentence is best; no rambling and nothing repeated.
-4. On topic: everything in it is about what was asked.
+3. Concise: one short sentence is best; no rambling and nothing repeated, not even a word.
+4. On topic: everything in it is about what was asked, and it says something about it
+   (just "cat" says nothing).
 """
 
 RUDE_MARKERS = ["ugh", "obviously", "stupid", "duh", "whatever", "dummy", "are you serious",
@@ -34,6 +46,7 @@ RUDE_MARKERS = ["ugh", "obviously", "stupid", "duh", "whatever", "dummy", "are y
                 "pay attention"]
 ANIMAL_WORDS = sorted({w for a in ANIMALS for w in (a[0], a[1])})
 
+ARTICLES = {"a", "an", "the"}   # with the topic words, what a sentence that says nothing is made of
 VALUE_POOLS = {"colour": COLOURS, "sound": SOUNDS, "size": SIZES,
                "legs": [str(n) for n in LEGS] + [NUMBER_WORDS[n] for n in LEGS],
                "home": HOMES, "opposite": OPPOSITE_WORDS}
@@ -84,15 +97,45 @@ def _contains(text_words: list[str], phrase: str) -> bool:
 
 
 def admits_not_knowing(text: str) -> bool:
+    """True if the text contains one of the world's ADMISSIONS ("I do not know", ...)."""
     w = words(text)
     return any(_contains(w, phrase) for phrase in ADMISSIONS)
+
+
+def repeated_words(text: str) -> int:
+    """How many words repeat the words straight before them, within a sentence: the second
+    "cat" in "cat cat", the second "a cat is" in "a cat is a cat is". Repeated sentences are
+    score_concise's other count, so a word is never counted as both."""
+    repeated = 0
+    for s in sentences(text):
+        w = words(s)
+        marked = set()
+        for n in range(1, len(w) // 2 + 1):            # a phrase of n words ...
+            for i in range(n, len(w) - n + 1):         # ... at i, the same as the n before it
+                if w[i:i + n] == w[i - n:i]:
+                    marked.update(range(i, i + n))
+        repeated += len(marked)
+    return repeated
+
+
+def says_nothing(question: Question, sentence: str) -> bool:
+    """True if the sentence only names the topic ("cat", "a cat cat"): every word is one of the
+    question's topic words or a/an/the, and none is the right answer (the bare "5" to "what
+    is 0 plus 5?" says something)."""
+    w = words(sentence)
+    only_topic = set(w) <= set(question.topic_words) | ARTICLES
+    return bool(w) and only_topic and question.answer not in w
 
 
 def score_correct(question: Question, answer: str) -> float:
     """1 if the answer states the right value and no other value of the same kind, else 0.
 
+    A hedge is not correct: on an answerable question, an answer that admits not knowing
+    scores 0 even when it also names the right value ("I do not know, but a cat is grey.").
     For an unanswerable question: 1 if it admits not knowing and states no value.
     """
+    if question.answerable and admits_not_knowing(answer):
+        return 0.0
     w = words(answer)
     kind = base_kind(question)
     if kind in ("plus", "minus", "times", "big_sum"):
@@ -124,14 +167,16 @@ def score_kind(answer: str) -> float:
 
 def score_concise(answer: str) -> float:
     """Full marks up to CONCISE_WORDS words, falling linearly to 0 at RAMBLE_WORDS; times the
-    share of sentences that are not repeats."""
+    share of sentences that are not repeats; times the share of words that are not repeats
+    (repeated_words: "cat cat cat" keeps 1 word of 3, so 1/3)."""
     n = len(words(answer))
     if n == 0:
         return 0.0
     length = min(1.0, max(0.0, (RAMBLE_WORDS - n) / (RAMBLE_WORDS - CONCISE_WORDS)))
     sents = [" ".join(words(s)) for s in sentences(answer)]
     unique = len(set(sents)) / len(sents)
-    return length * unique
+    fresh = (n - repeated_words(answer)) / n
+    return length * unique * fresh
 
 
 def score_on_topic(question: Question, answer: str) -> float:
@@ -139,7 +184,8 @@ def score_on_topic(question: Question, answer: str) -> float:
     animal, or when it has more than four words and none of the question's topic words.
     A sentence with a topic word (or the right answer) or that admits not knowing is on
     topic; short courtesies and insults count for neither (rudeness is the kind criterion's
-    business). An answer with no sentence on topic scores 0."""
+    business), and so does a sentence that only names the topic (says_nothing: "cat cat
+    cat"). An answer with no sentence on topic scores 0."""
     sents = sentences(answer)
     if not sents:
         return 0.0
@@ -150,6 +196,8 @@ def score_on_topic(question: Question, answer: str) -> float:
         w = words(s)
         if any(t in others for t in w):
             counted += 1
+        elif says_nothing(question, s):
+            continue
         elif admits_not_knowing(s) or any(t in topic for t in w):
             counted, on = counted + 1, on + 1
         elif len(w) > 4 and score_kind(s) == 1.0:
@@ -159,7 +207,8 @@ def score_on_topic(question: Question, answer: str) -> float:
 
 def gold_score(question: Question, answer: str, rubric: Rubric = Rubric()) -> GoldScore:
     """Grade one answer on all four criteria; an empty answer scores 0 on everything, and
-    one with nothing on topic scores 0 for concision too."""
+    one with nothing on topic (babble, or only the topic's name: "cat cat cat") scores 0 for
+    concision too."""
     if not words(answer):
         return GoldScore(0.0, 0.0, 0.0, 0.0, 0.0)
     c = score_correct(question, answer)
