@@ -5,9 +5,8 @@ import pytest
 
 from rlhf_lab.gold import (Rubric, admits_not_knowing, gold_score, repeated_words, says_nothing,
                            score_concise, score_correct, score_kind, score_on_topic, sentences)
-from rlhf_lab.world import World
-
 from rlhf_lab.scripted import make_answer
+from rlhf_lab.world import World
 
 
 @pytest.fixture(scope="module")
