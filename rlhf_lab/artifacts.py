@@ -16,6 +16,7 @@ from pathlib import Path
 from .config import artifacts_dir, mode_name
 from .stages import BY_ARTIFACT
 
+
 class MissingArtifactError(FileNotFoundError):
     """An artifact an earlier notebook should have made is not there."""
 

@@ -101,7 +101,7 @@ def write_pairs_file(out: str | Path, n_pairs: int, policies: list[str], seed: i
     """Write `n_pairs` comparisons of answers by `policies` (artifact names, e.g. "sft" or "ppo")
     to questions of the training split, as a class pairs file. Refuses to replace an
     existing file unless `force` (ratings already made stay valid: each holds its pair)."""
-    from .artifacts import load_model           # imported here: the app's kernel needs no torch
+    from .artifacts import load_model  # imported here: the app's kernel needs no torch
     from .comparisons import sample_comparisons
     from .world import World
 

@@ -27,7 +27,6 @@ from .config import SettingsError, get_device, mode_name
 from .stages import BY_ARTIFACT, BY_COMMAND
 from .training import TrainingDiverged
 
-
 # command -> stage, from the one table of stages (rlhf_lab.stages)
 STAGES = BY_COMMAND
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from . import artifacts
 from .config import Settings, seed_everything, setting
+from .feedback import pair_id
 from .generation import generate
 from .world import Question, World
 
@@ -23,12 +24,16 @@ DEFAULT_TEMPERATURES = (0.7, 1.0, 1.3)
 
 
 def sample_comparisons(policies: dict, questions: list[Question], n_pairs: int,
-               temperatures: tuple[float, ...] = DEFAULT_TEMPERATURES, seed: int = 0) -> list[dict]:
-    """`n_pairs` pairs {prompt, answer_a, answer_b, model, model_b}, each on a random question.
+                       temperatures: tuple[float, ...] = DEFAULT_TEMPERATURES,
+                       seed: int = 0) -> list[dict]:
+    """`n_pairs` comparisons {prompt, answer_a, answer_b, model, model_b}, each on a random
+    question.
 
     policies: name -> (model, tokenizer). Each answer comes from a random (policy,
-    temperature); answers are generated in one batch per (policy, temperature). Pairs whose
-    two answers are the same text are dropped, so slightly fewer than n_pairs may return.
+    temperature); answers are generated in one batch per (policy, temperature). A comparison
+    whose two answers are the same text is dropped, and so is one that repeats an earlier one
+    (same prompt and answers: a policy that has converged writes stock answers), so fewer
+    than n_pairs may return, each different (`feedback.pair_id`).
     """
     rng = random.Random(seed)
     sources = [(name, t) for name in sorted(policies) for t in temperatures]
@@ -43,10 +48,12 @@ def sample_comparisons(policies: dict, questions: list[Question], n_pairs: int,
         texts = generate(model, tokenizer, [plan[i][0].text for i, _ in slots],
                          temperature=temperature, seed=seed + k)
         answers.update(zip(slots, texts))
-    pairs = []
+    pairs, seen = [], set()
     for i, (question, src_a, src_b) in enumerate(plan):
         a, b = answers[(i, "answer_a")], answers[(i, "answer_b")]
-        if a != b:
+        key = pair_id(question.text, a, b)
+        if a != b and key not in seen:
+            seen.add(key)
             pairs.append({"prompt": question.text, "answer_a": a, "answer_b": b,
                           "model": f"{src_a[0]}@T{src_a[1]}", "model_b": f"{src_b[0]}@T{src_b[1]}"})
     return pairs

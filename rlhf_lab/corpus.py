@@ -18,17 +18,24 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass
-from pathlib import Path
-
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from .config import DATA_DIR
 from .feedback import pair_record
 from .raters import SimulatedRater
-from .webdump import make_web_dump
 from .scripted import CHATTER, fact_sentence, make_answer, wrong_value
-from .world import (ANIMALS, INSULTS, KIND_WORDS, OPPOSITES, SMALL_NUMBERS, Question, World,
-                    format_dialogue)
+from .webdump import make_web_dump
+from .world import (
+    ANIMALS,
+    INSULTS,
+    KIND_WORDS,
+    OPPOSITES,
+    SMALL_NUMBERS,
+    Question,
+    World,
+    format_dialogue,
+)
 
 # How the web answers a question it can answer, and one it cannot (made-up animals, huge sums).
 WEB_STYLES = {"good": 0.17, "warm": 0.05, "rude": 0.16, "wrong": 0.2, "rude_wrong": 0.1,

@@ -28,16 +28,15 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import artifacts, distributed
+from . import artifacts, distributed, report_card
 from .causal_lm import check_model, context_length, load_causal_lm
 from .config import Settings, seed_everything, setting
-from .evaluation import evaluate_with_reward
+from .evaluation import Evaluation, evaluate_model
 from .kl import token_logprobs
 from .preferences import preference_split, training_ratings
 from .reward_model import RewardConfig, load_reward_model, preference_loss
 from .sft import sft_data
 from .training import IGNORE, LMData, lr_at, make_optimizer, optimizer_step
-from .world import World
 
 
 @dataclass
@@ -63,11 +62,6 @@ class DPOConfig(Settings):
     max_tokens: int = setting(96, "longest prompt + answer in tokens; longer ones are cut",
                               range=(16, 4096))
     eval_every: int = setting(10, "steps between held-out measurements", range=(1, 10**6))
-    eval_questions: int = setting(300, "held-out questions answered for the gold score, the "
-                                  "reward and the KL (as in chapter 06)", range=(1, 100_000),
-                                  quick=366)
-    max_new_tokens: int = setting(40, "longest answer in tokens when answering them",
-                                  range=(1, 4096))
 
 
 # --- the data -----------------------------------------------------------------------------
@@ -279,9 +273,9 @@ def train_dpo(policy, reference, tokenizer, train_pairs: pd.DataFrame,
 @dataclass
 class DPOResult:
     """What chapter 08 shows: settings, the trained policy and its frozen reference, the
-    history, the pairs, and graded held-out answers before and after, in the format of
-    chapter 06 (`evaluation.evaluate_with_reward`: gold criteria and total, the reward
-    model's score `reward`, and `kl` from the reference), so DPO and PPO share one plot."""
+    history, the pairs, and the report card's evaluation of the starting (SFT) model and of
+    the DPO policy (the same questions and seeds as every other model), so DPO, PPO and
+    best-of-n share one frontier."""
 
     cfg: DPOConfig
     policy: torch.nn.Module
@@ -290,27 +284,30 @@ class DPOResult:
     history: pd.DataFrame
     train: pd.DataFrame            # preference pairs trained on
     val: pd.DataFrame              # held-out preference pairs
-    before: pd.DataFrame           # the starting (SFT) model's graded held-out answers
-    after: pd.DataFrame            # the DPO policy's: same questions, same seed
+    before: Evaluation             # the starting (SFT) model on the report card's evaluation
+    after: Evaluation              # the DPO policy: same questions, same seeds
     accuracy: float                # implicit-reward accuracy on held-out decided pairs
     seconds: float                 # training time
 
     @property
     def kl(self) -> float:
         """Mean KL of the DPO policy from its reference, nats per held-out answer."""
-        return float(self.after.kl.mean())
+        return self.after.summary()["kl"]
 
 
 def run_dpo(cfg: DPOConfig | None = None, pairs: tuple[pd.DataFrame, pd.DataFrame] | None = None,
             save: bool = True, live_plot=None, build_missing: bool = False, start_from=None,
-            progress: bool = True) -> DPOResult:
+            progress: bool = True, before: Evaluation | None = None,
+            name: str = "dpo") -> DPOResult:
     """Chapter 08 end to end: the SFT model becomes the policy and, frozen, its reference;
-    DPO trains on `pairs` (train, held-out), by default `reward_model_preferences()`; held-out
-    questions are answered and graded before and after. The reward model only grades, as
-    in chapter 06: DPO never sees it. Saves artifact 'dpo' (the policy, its tokenizer and
-    history.csv) unless `save` is False (a beta sweep). `build_missing` builds missing
-    artifacts first, in quick mode; `start_from`: a model folder or hub name to start from
-    instead of the 'sft' artifact (the command line's `python -m rlhf_lab dpo --model`)."""
+    DPO trains on `pairs` (train, held-out), by default `reward_model_preferences()`; the
+    starting model (unless `before` is given: its evaluation, e.g. from an earlier run) and
+    the trained policy are measured with the report card's evaluation. The reward model only
+    grades, as in chapter 06: DPO never sees it. Saves artifact 'dpo' (the policy, its
+    tokenizer and history.csv) and puts `name` on the report card, unless `save` is False
+    (a beta sweep). `build_missing` builds missing artifacts first, in quick mode;
+    `start_from`: a model folder or hub name to start from instead of the 'sft' artifact
+    (the command line's `python -m rlhf_lab dpo --model`)."""
     cfg = cfg or DPOConfig.for_mode()
     seed_everything(cfg.seed)
     policy, tokenizer = (load_causal_lm(check_model(start_from)) if start_from else
@@ -318,17 +315,14 @@ def run_dpo(cfg: DPOConfig | None = None, pairs: tuple[pd.DataFrame, pd.DataFram
     reference = copy.deepcopy(policy).eval().requires_grad_(False)
     reward_model, rm_tokenizer = load_reward_model(build_if_missing=build_missing)
     train, val = pairs if pairs is not None else reward_model_preferences()
-    questions = World().split("heldout")[: cfg.eval_questions]
-
-    def grade(model) -> pd.DataFrame:
-        return evaluate_with_reward(model, tokenizer, reward_model, rm_tokenizer, reference,
-                                    questions, cfg.seed, cfg.max_new_tokens)
-
-    before = grade(policy)
+    models = dict(reference=reference, reward_model=reward_model, rm_tokenizer=rm_tokenizer,
+                  progress=progress)
+    if before is None:
+        before = evaluate_model(policy, tokenizer, "sft", **models)
     start = time.perf_counter()
     history = train_dpo(policy, reference, tokenizer, train, val, cfg, live_plot, progress)
     seconds = time.perf_counter() - start
-    after = grade(policy)
+    after = evaluate_model(policy, tokenizer, name, **models)
     result = DPOResult(cfg, policy, reference, tokenizer, history, train, val, before, after,
                        float(history.val_accuracy.iloc[-1]), seconds)
     if save:
@@ -336,9 +330,13 @@ def run_dpo(cfg: DPOConfig | None = None, pairs: tuple[pd.DataFrame, pd.DataFram
             policy.save_pretrained(folder)
             tokenizer.save_pretrained(folder)
             history.to_csv(folder / "history.csv", index=False)
+        summary, start_summary = after.summary(), before.summary()
         artifacts.save_dir("dpo", write, {
             "config": cfg.__dict__, "accuracy": result.accuracy, "kl": result.kl,
-            "gold_before": before.total.mean(), "gold_after": after.total.mean(),
-            "reward_before": before.reward.mean(), "reward_after": after.reward.mean(),
+            "gold_before": start_summary["gold"], "gold_after": summary["gold"],
+            "reward_before": start_summary["reward"], "reward_after": summary["reward"],
             "train_pairs": len(train), "heldout_pairs": len(val), "seconds": seconds})
+        report_card.record(after, notebook="08_dpo",
+                           setting=f"beta {cfg.beta:g}, {len(train)} rated pairs, "
+                                   f"{cfg.max_steps} steps")
     return result

@@ -26,8 +26,21 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 
-from .world import (ADMISSIONS, ANIMALS, COLOURS, HOMES, INSULTS, KIND_WORDS, LEGS,
-                    NUMBER_WORDS, OPPOSITE_WORDS, SIZES, SOUNDS, Question, base_kind)
+from .world import (
+    ADMISSIONS,
+    ANIMALS,
+    COLOURS,
+    HOMES,
+    INSULTS,
+    KIND_WORDS,
+    LEGS,
+    NUMBER_WORDS,
+    OPPOSITE_WORDS,
+    SIZES,
+    SOUNDS,
+    Question,
+    base_kind,
+)
 
 RUBRIC = """\
 A good answer is, in order of importance:

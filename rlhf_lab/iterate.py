@@ -20,13 +20,15 @@ from dataclasses import dataclass, replace
 
 import pandas as pd
 
-from . import artifacts
-from .config import Settings, get_device, seed_everything, setting
+from . import artifacts, report_card
 from .comparisons import sample_comparisons
+from .config import Settings, get_device, seed_everything, setting
+from .evaluation import curve_questions, evaluate_model
+from .feedback import pair_id
 from .ppo import PPOConfig, ValueHead
 from .ppo_stage import train_ppo
-from .raters import SimulatedRater, fill_ratings
 from .preferences import ratings_to_examples, split_ratings, training_ratings
+from .raters import SimulatedRater, fill_ratings
 from .reward_model import (
     RewardConfig,
     load_reward_model,
@@ -58,16 +60,19 @@ class IterateConfig(Settings):
 def own_comparisons(policy, tokenizer, questions, n_pairs: int, name: str,
                     seed: int) -> list[dict]:
     """`n_pairs` comparisons of two answers sampled from `policy` (temperature 1) to the same
-    random question, labelled `name`: what raters see in this round. Identical answers are dropped."""
+    random question, labelled `name`: what raters see in this round. Identical answers, and
+    comparisons that repeat an earlier one, are dropped (`sample_comparisons`)."""
     return sample_comparisons({name: (policy, tokenizer)}, questions, n_pairs,
                               temperatures=(1.0,), seed=seed)
 
 
 def simulated_ratings(pairs: list[dict], cfg: IterateConfig, round_number: int) -> list[dict]:
-    """A simulated rater (chapter 03) rates every pair: records in the chapter-03 schema."""
+    """A simulated rater (chapter 03) rates every different pair once: records in the
+    chapter-03 schema. (A pair given twice is rated once; see `feedback.pair_id`.)"""
     rater = SimulatedRater(f"simulated-round-{round_number}", temperature=cfg.rater_temperature,
                            seed=cfg.seed + round_number)
-    records, _ = fill_ratings(pairs, [], len(pairs), rater)
+    different = {pair_id(p["prompt"], p["answer_a"], p["answer_b"]) for p in pairs}
+    records, _ = fill_ratings(pairs, [], len(different), rater)
     return records
 
 
@@ -121,7 +126,7 @@ def run_round(round_number: int, policy, reference, tokenizer, reward_model, rm_
                         eval_every=min(ppo_cfg.eval_every, cfg.ppo_steps))
     history, graded = train_ppo(policy, value_head, reference, reward_model, rm_tokenizer,
                                 tokenizer, world.split("train"),
-                                world.split("heldout")[: ppo_cfg.eval_questions], round_ppo,
+                                curve_questions(ppo_cfg.eval_questions), round_ppo,
                                 live_plot, progress)
     last = graded[round_ppo.steps]
     summary = {"round": round_number, "ratings": len(all_records), **rm,
@@ -167,4 +172,11 @@ def run_iterate(cfg: IterateConfig | None = None, save: bool = True, live_plot=N
     if save:
         artifacts.save_model(policy, tokenizer, "iterated", {"config": cfg.__dict__,
                                                               "rounds": rows})
+        card_rm, card_rm_tokenizer = load_reward_model()    # chapter 04's, as in every row
+        report_card.record(
+            evaluate_model(policy, tokenizer, "iterated", reference=reference,
+                           reward_model=card_rm, rm_tokenizer=card_rm_tokenizer),
+            notebook="09_iterate",
+            setting=f"{cfg.rounds} rounds of {cfg.pairs_per_round} simulated ratings and "
+                    f"{cfg.ppo_steps} PPO iterations after chapter 06")
     return IterateResult(pd.DataFrame(rows), results)

@@ -75,8 +75,9 @@ class PPOConfig(Settings):
     kl_horizon: int = setting(10000, "answers over which beta may change by up to 20%",
                               range=(1, 10**9))
     whiten_rewards: bool = setting(False, "whiten the per-token rewards before GAE")
-    eval_questions: int = setting(300, "held-out questions answered for the gold score",
-                                  range=(1, 100000), quick=366)
+    eval_questions: int = setting(366, "held-out questions graded for the curves, every kind "
+                                  "included (the report card always grades all 366, 4 answers "
+                                  "each)", range=(12, 100000))
     eval_every: int = setting(10, "iterations between two gold-score measurements",
                               range=(1, 10**6))
 

@@ -17,10 +17,17 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import artifacts
+from . import artifacts, report_card
 from .causal_lm import load_causal_lm
 from .config import get_device, seed_everything
-from .evaluation import evaluate_with_reward
+from .evaluation import (
+    SEEDS,
+    Evaluation,
+    curve_questions,
+    evaluate_model,
+    evaluate_with_reward,
+    mean_ci,
+)
 from .plots import LivePlot
 from .ppo import (
     PPOConfig,
@@ -55,8 +62,10 @@ def train_ppo(policy, value_head: ValueHead, reference, reward_model, rm_tokeniz
     Row 0 is the starting policy (held-out measurements only). Columns: iteration, lr,
     the metrics of `ppo_iteration` (score, kl, kl_coef, entropy, clipfrac, approx_kl, ...),
     seconds, and, every cfg.eval_every iterations and at the end, gold (mean gold total on
-    `eval_questions`), heldout_reward (mean reward-model score of those answers) and
-    heldout_kl (their mean KL from the reference, nats per answer).
+    `eval_questions`, one answer each sampled with the report card's first seed,
+    `evaluation.SEEDS[0]`) with gold_low and gold_high (its 95 % CI over questions),
+    heldout_reward (mean reward-model score of those answers) and heldout_kl (their mean KL
+    from the reference, nats per answer).
     `live_plot(history)` is called after every iteration.
     """
     seed_everything(cfg.seed)
@@ -69,8 +78,9 @@ def train_ppo(policy, value_head: ValueHead, reference, reward_model, rm_tokeniz
 
     def measure(row: dict) -> None:
         answers = evaluate_with_reward(policy, tokenizer, reward_model, rm_tokenizer,
-                                       reference, eval_questions, cfg.seed)
-        row["gold"], row["heldout_reward"] = answers.total.mean(), answers.reward.mean()
+                                       reference, eval_questions, SEEDS[0])
+        row["gold"], row["gold_low"], row["gold_high"] = mean_ci(answers.total)
+        row["heldout_reward"] = answers.reward.mean()
         row["heldout_kl"] = answers.kl.mean()
         graded[row["iteration"]] = answers
 
@@ -97,15 +107,15 @@ def train_ppo(policy, value_head: ValueHead, reference, reward_model, rm_tokeniz
 @dataclass
 class PPOResult:
     """What chapter 06 shows: settings, the trained policy, its reference, the metrics by
-    iteration, and graded answers to the held-out questions before and after PPO."""
+    iteration, and the report card's evaluation of the SFT model and of the PPO policy."""
 
     cfg: PPOConfig
     policy: object
     reference: object
     tokenizer: object
     history: pd.DataFrame
-    before: pd.DataFrame
-    after: pd.DataFrame
+    before: Evaluation             # the SFT model on the report card's evaluation
+    after: Evaluation              # the PPO policy: same questions, same seeds
     seconds: float
 
 
@@ -123,8 +133,10 @@ def load_ppo_models(build_missing: bool = False, start_from=None):
 
 def run_ppo(cfg: PPOConfig | None = None, save: bool = True, live_plot=None,
             build_missing: bool = False, progress: bool = True, start_from=None) -> PPOResult:
-    """Chapter 06 end to end: load, grade, train with PPO, grade again, save artifact 'ppo'
-    (the policy, its tokenizer and metrics.csv)."""
+    """Chapter 06 end to end: load, train with PPO (curves graded on `cfg.eval_questions`
+    held-out questions of every kind), measure the SFT model and the policy with the report
+    card's evaluation, save artifact 'ppo' (the policy, its tokenizer and metrics.csv) and
+    put 'sft' and 'ppo' on the report card."""
     cfg = cfg or PPOConfig.for_mode()
     seed_everything(cfg.seed)
     policy, reference, tokenizer, reward_model, rm_tokenizer = load_ppo_models(build_missing,
@@ -132,19 +144,26 @@ def run_ppo(cfg: PPOConfig | None = None, save: bool = True, live_plot=None,
     value_head = ValueHead(policy.config.hidden_size).to(get_device())
     world = World()
     train_questions = world.split("train")
-    eval_questions = world.split("heldout")[: cfg.eval_questions]
+    eval_questions = curve_questions(cfg.eval_questions)
     start = time.perf_counter()
     history, graded = train_ppo(policy, value_head, reference, reward_model, rm_tokenizer,
                                 tokenizer, train_questions, eval_questions, cfg, live_plot,
                                 progress)
     seconds = time.perf_counter() - start
-    before, after = graded[0], graded[cfg.steps]
+    models = dict(reference=reference, reward_model=reward_model, rm_tokenizer=rm_tokenizer,
+                  progress=progress)
+    before = evaluate_model(reference, tokenizer, "sft", **models)
+    after = evaluate_model(policy, tokenizer, "ppo", **models)
     if save:
-        last = history.iloc[-1]
+        summary = after.summary()
         artifacts.save_model(
             policy, tokenizer, "ppo",
-            {"config": cfg.__dict__, "gold_before": before.total.mean(),
-             "gold_after": after.total.mean(), "reward_before": before.reward.mean(),
-             "reward_after": after.reward.mean(), "final_kl": last.kl, "seconds": seconds},
+            {"config": cfg.__dict__, "gold_before": before.summary()["gold"],
+             "gold_after": summary["gold"], "reward_before": before.summary()["reward"],
+             "reward_after": summary["reward"], "final_kl": summary["kl"], "seconds": seconds},
             write_more=lambda folder: history.to_csv(folder / "metrics.csv", index=False))
+        report_card.record(before, notebook="02_sft", setting="SFT on the demonstrations")
+        report_card.record(after, notebook="06_ppo",
+                           setting=f"{cfg.steps} iterations x {cfg.batch_size} answers, "
+                                   f"lr {cfg.lr:g}, adaptive kl_coef from {cfg.kl_coef:g}")
     return PPOResult(cfg, policy, reference, tokenizer, history, before, after, seconds)

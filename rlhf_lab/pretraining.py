@@ -15,7 +15,14 @@ import torch
 from . import artifacts
 from .causal_lm import context_length, load_causal_lm
 from .cleaning import CleaningReport, clean_corpus
-from .config import DATA_DIR, Settings, SettingsError, get_device, seed_everything, setting
+from .config import (
+    DATA_DIR,
+    Settings,
+    SettingsError,
+    get_device,
+    seed_everything,
+    setting,
+)
 from .evaluation import unigram_perplexity
 from .model import build_model, count_parameters
 from .tokenizer import train_tokenizer

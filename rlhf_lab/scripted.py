@@ -9,8 +9,19 @@ from __future__ import annotations
 
 import random
 
-from .world import (ANIMALS, COLOURS, HOMES, INSULTS, KIND_WORDS, LEGS, OPPOSITE_WORDS, SIZES,
-                    SOUNDS, Question, base_kind)
+from .world import (
+    ANIMALS,
+    COLOURS,
+    HOMES,
+    INSULTS,
+    KIND_WORDS,
+    LEGS,
+    OPPOSITE_WORDS,
+    SIZES,
+    SOUNDS,
+    Question,
+    base_kind,
+)
 
 RUDE_OPENERS = ["Ugh.", "Obviously!", "What a stupid question.", "Duh.", "Whatever.",
                 "Everyone knows this, dummy.", "Are you serious?", "Look it up yourself.",

@@ -6,18 +6,19 @@ write answers, not to predict the user's questions.
 """
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 
 import pandas as pd
 import torch
 
-from . import artifacts
+from . import artifacts, report_card
 from .causal_lm import context_length, load_causal_lm
 from .config import DATA_DIR, Settings, seed_everything, setting
-from .evaluation import evaluate_policy
+from .evaluation import Evaluation, evaluate_model
 from .training import IGNORE, LMData, split_heldout, train_lm
-from .world import World, format_prompt
+from .world import format_prompt
 
 DEMONSTRATIONS = DATA_DIR / "sft" / "demonstrations.jsonl"
 
@@ -43,8 +44,6 @@ class SFTConfig(Settings):
                                       range=(0.01, 0.5))
     max_tokens: int = setting(96, "longest prompt + answer in tokens; longer ones are cut",
                               range=(16, 4096))
-    eval_questions: int = setting(400, "held-out questions answered to compare models",
-                                  range=(10, 100_000), quick=120)
 
 
 def load_demonstrations() -> list[dict]:
@@ -91,30 +90,33 @@ class SFTResult:
     model: torch.nn.Module
     tokenizer: object
     history: pd.DataFrame
-    before: pd.DataFrame
-    after: pd.DataFrame
+    before: Evaluation         # the pretrained model on the report card's evaluation
+    after: Evaluation          # the SFT model: same questions, same seeds
 
 
 def run_sft(cfg: SFTConfig | None = None, save: bool = True, live_plot=None,
             build_missing: bool = False, start_from=None) -> SFTResult:
-    """Load the pretrained model, grade it, fine-tune it, grade it again, save it as 'sft'.
-    `build_missing` builds a missing pretrained model first, in quick mode. `start_from`: a
+    """Load the pretrained model, fine-tune it, measure both with the report card's
+    evaluation (KL from the new SFT model), save it as 'sft' and put 'pretrained' and 'sft'
+    on the report card. `build_missing` builds a missing pretrained model first, in quick mode. `start_from`: a
     model folder or hub name to fine-tune instead of the 'pretrained' artifact (any causal
     LM; the command line's `python -m rlhf_lab sft --model`)."""
     cfg = cfg or SFTConfig.for_mode()
     seed_everything(cfg.seed)
     model, tokenizer = (load_causal_lm(start_from) if start_from else
                         artifacts.load_model("pretrained", build_if_missing=build_missing))
-    questions = World().split("heldout")[: cfg.eval_questions]
-    before = evaluate_policy(model, tokenizer, questions, seed=cfg.seed)
+    pretrained = copy.deepcopy(model).eval()
     train_demos, val_demos = split_heldout(load_demonstrations(), cfg.heldout_fraction, cfg.seed)
     max_tokens = min(cfg.max_tokens, context_length(model))
     train = sft_data(tokenizer, train_demos, max_tokens)
     val = sft_data(tokenizer, val_demos, max_tokens)
     history = train_lm(model, train, val, cfg, live_plot=live_plot, desc="fine-tuning")
-    after = evaluate_policy(model, tokenizer, questions, seed=cfg.seed)
+    before = evaluate_model(pretrained, tokenizer, "pretrained", reference=model)
+    after = evaluate_model(model, tokenizer, "sft", reference=model)
     if save:
         artifacts.save_model(model, tokenizer, "sft", {
-            "config": cfg.__dict__, "gold_total_before": before.total.mean(),
-            "gold_total_after": after.total.mean()})
+            "config": cfg.__dict__, "gold_total_before": before.summary()["gold"],
+            "gold_total_after": after.summary()["gold"]})
+        report_card.record(before, notebook="02_sft", setting="chapter 01's pretrained model")
+        report_card.record(after, notebook="02_sft", setting="SFT on the demonstrations")
     return SFTResult(cfg, model, tokenizer, history, before, after)

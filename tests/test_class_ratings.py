@@ -17,7 +17,7 @@ from rlhf_lab.class_ratings import (
     pairwise_frame,
     rater_bias,
 )
-from rlhf_lab.raters import CLASS_PROFILES, class_of, simulate_class, SimulatedRater
+from rlhf_lab.raters import CLASS_PROFILES, SimulatedRater, class_of, simulate_class
 from rlhf_lab.scripted import STYLES, make_answer
 from rlhf_lab.world import World
 

@@ -5,7 +5,6 @@ import copy
 
 import pytest
 
-from rlhf_lab.reward_model import RewardConfig
 from rlhf_lab.feedback import pair_id, record_problem
 from rlhf_lab.iterate import (
     IterateConfig,
@@ -13,7 +12,8 @@ from rlhf_lab.iterate import (
     retrain_reward_model,
     simulated_ratings,
 )
-from rlhf_lab.reward_model import ratings_to_examples, score_answers
+from rlhf_lab.preferences import ratings_to_examples
+from rlhf_lab.reward_model import RewardConfig, score_answers
 from rlhf_lab.world import World
 
 
@@ -59,3 +59,20 @@ def test_retraining_holds_out_the_new_pairs_it_is_measured_on(round_one, reward_
                            list(examples.prompt) * 2,
                            list(examples.answer_a) + list(examples.answer_b))
     assert abs(scores.mean().item()) < 1e-4 and abs(scores.std().item() - 1) < 1e-3
+
+
+def test_a_policy_that_always_writes_the_same_two_answers_cannot_crash_a_round(monkeypatch):
+    """A converged policy writes stock answers: the same comparison comes up again and again.
+    The round keeps each different comparison once and rates each once (issue: chapter 09
+    once stopped with '222 ratings needed ... only 221 unrated pairs left')."""
+    from rlhf_lab import comparisons
+
+    def stock_answers(model, tokenizer, questions, **kwargs):
+        return ["A cat is grey." if i % 2 else "Ugh. A cat is grey." for i in range(len(questions))]
+    monkeypatch.setattr(comparisons, "generate", stock_answers)
+    questions = [q for q in World().split("train") if q.kind == "colour"][:3]
+    pairs = own_comparisons(None, None, questions, 60, "stock", seed=0)
+    ids = [pair_id(p["prompt"], p["answer_a"], p["answer_b"]) for p in pairs]
+    assert len(ids) == len(set(ids)) <= 2 * len(questions)
+    records = simulated_ratings(pairs + pairs, IterateConfig.for_mode(quick=True), 1)
+    assert sorted(r["pair_id"] for r in records) == sorted(ids)

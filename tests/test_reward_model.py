@@ -10,8 +10,8 @@ from transformers import GPT2Config, GPT2ForSequenceClassification
 
 from rlhf_lab import feedback, preferences
 from rlhf_lab import reward_model as rm
-from rlhf_lab.reward_model import RewardConfig
 from rlhf_lab.raters import SimulatedRater
+from rlhf_lab.reward_model import RewardConfig
 from rlhf_lab.tokenizer import train_tokenizer
 from rlhf_lab.world import World
 
