@@ -11,7 +11,7 @@ help:
 	@echo "make lab     create .venv, install, open JupyterLab on the notebooks"
 	@echo "make test    install, run the unit tests and every notebook (quick mode)"
 	@echo "make browser install Chromium (apt, needs root or sudo) so make test also runs the browser tests"
-	@echo "make course  run every notebook in order, headless, full mode, outputs kept"
+	@echo "make course  run every notebook in order, headless, full mode, outputs kept; print the report card"
 	@echo "make bench   run the benchmarks; tables printed, CSV in bench/results/"
 	@echo "make data    regenerate data/ from the seeded generator"
 	@echo "make class-pairs  (instructor) write the pairs the class will rate, from the current policy"
@@ -54,6 +54,7 @@ course: install
 	  RLHF_LAB_QUICK=0 $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 	    --ExecutePreprocessor.timeout=1800 "$$nb" || exit 1; \
 	done
+	RLHF_LAB_QUICK=0 $(PY) -m rlhf_lab report
 
 bench: install
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -75,10 +75,17 @@ class BestOfN:
         """Best-of-k from the first k candidates of each question. The candidates are
         independent samples, so this is a true best-of-k: one run at the largest n gives the
         whole curve for n = 1, 2, 4, ... without sampling again."""
-        if not 1 <= k <= self.n:
-            raise ValueError(f"k must be between 1 and n = {self.n}, not {k}.")
-        scores = self.scores[:, :k]
-        return BestOfN(self.questions, [c[:k] for c in self.candidates], scores,
+        return self.window(0, k)
+
+    def window(self, start: int, k: int) -> BestOfN:
+        """Best-of-k from candidates start .. start+k-1 of each question: disjoint windows are
+        independent best-of-k draws (chapter 07 measures best-of-k with several answers per
+        question this way, from one sampling run)."""
+        if not (1 <= k and 0 <= start and start + k <= self.n):
+            raise ValueError(f"a window of k = {k} candidates from {start} must lie within the "
+                             f"n = {self.n} candidates; k >= 1, start >= 0, start + k <= n.")
+        scores = self.scores[:, start:start + k]
+        return BestOfN(self.questions, [c[start:start + k] for c in self.candidates], scores,
                        scores.argmax(1))
 
 

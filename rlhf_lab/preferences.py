@@ -47,7 +47,8 @@ def training_ratings(cfg):
     sample (scripted answers rated by a simulated rater), only up to cfg.ratings in all;
     (3) a simulated rater (temperature cfg.rater_temperature) rates chapter 03's pairs that
     nobody rated, answers of our own models, until there are cfg.ratings.
-    Returns (records, report), as `fill_ratings` does.
+    Returns (records, report), as `fill_ratings` does; the report names the shipped sample
+    as what it is, not as people.
 
     The sample holds about 1500 ratings, so full mode's 1800 leave about 300 to the
     simulated rater: answers like those PPO will write. Measured once (seed 0, 306 fresh
@@ -61,9 +62,12 @@ def training_ratings(cfg):
     human = own + sample[: max(0, cfg.ratings - len(own))]
     rater = SimulatedRater("simulated", temperature=cfg.rater_temperature, seed=cfg.seed)
     try:
-        return fill_ratings(load_comparisons(), human, cfg.ratings, rater)
+        records, report = fill_ratings(load_comparisons(), human, cfg.ratings, rater)
     except ValueError as error:
         raise ValueError(f"{error} Or lower RewardConfig.ratings (now {cfg.ratings}).") from None
+    shipped = report["rater"] == SAMPLE_FILE.removesuffix(".jsonl")
+    report.loc[shipped, "source"] = "shipped sample (a simulated rater)"
+    return records, report
 
 
 def _pair_ratings(records: list[dict]) -> list[dict]:

@@ -133,8 +133,15 @@ def test_best_of_n_keeps_the_highest_scoring_of_n_answers(tiny):
     best_of_2 = result.first(2)
     assert best_of_2.n == 2 and best_of_2.candidates[0] == result.candidates[0][:2]
     assert torch.equal(best_of_2.best_scores, result.scores[:, :2].max(1).values)
-    with pytest.raises(ValueError, match="between 1 and n = 6"):
+    with pytest.raises(ValueError, match="must lie within the n = 6 candidates"):
         result.first(7)
+    # disjoint windows are independent best-of-k draws: candidates 2, 3 and 4, 5
+    second, third = result.window(2, 2), result.window(4, 2)
+    assert second.candidates[1] == result.candidates[1][2:4]
+    assert torch.equal(third.best_scores, result.scores[:, 4:6].max(1).values)
+    assert third.answers[0] == result.candidates[0][4 + int(result.scores[0, 4:6].argmax())]
+    with pytest.raises(ValueError, match="must lie within"):
+        result.window(5, 2)
 
 
 def test_best_of_one_is_plain_sampling(tiny):

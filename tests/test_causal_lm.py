@@ -105,13 +105,13 @@ def llama_stages(llama_dir, tmp_path_factory):
         save_comparisons([{"prompt": q.text, "answer_a": ANSWERS[0], "answer_b": ANSWERS[1],
                      "model": "test", "model_b": "test"} for q in QUESTIONS[:40]])
         sft = main(["sft", "--model", str(llama_dir), "--max-steps", "4", "--batch-size", "8",
-                    "--eval-every", "2", "--eval-batches", "2", "--eval-questions", "10"])
+                    "--eval-every", "2", "--eval-batches", "2"])
         sft_dir = artifacts.artifact_path("sft")
         reward = main(["reward-model", "--model", str(sft_dir), "--ratings", "40",
                        "--max-steps", "4", "--batch-size", "8", "--eval-every", "2",
                        "--normalise-samples", "8"])
         ppo = main(["ppo", "--model", str(sft_dir), "--steps", "2", "--batch-size", "4",
-                    "--minibatch-size", "2", "--max-new-tokens", "8", "--eval-questions", "4",
+                    "--minibatch-size", "2", "--max-new-tokens", "8", "--eval-questions", "12",
                     "--eval-every", "1"])
     return sft, reward, ppo, root
 
@@ -170,7 +170,7 @@ def test_dpo_runs_on_llama_from_the_command_line(llama_stages, monkeypatch):
     monkeypatch.setenv("RLHF_LAB_ARTIFACTS", str(root))
     monkeypatch.setenv("RLHF_LAB_QUICK", "1")
     dpo = main(["dpo", "--model", str(artifacts.artifact_path("sft")), "--max-steps", "2",
-                "--batch-size", "8", "--eval-every", "1", "--eval-questions", "4"])
+                "--batch-size", "8", "--eval-every", "1"])
     assert all(math.isfinite(v) for v in dpo.history[["val_loss", "margin"]].to_numpy().flatten())
     policy, _ = artifacts.load_model("dpo")
     assert type(policy).__name__ == "LlamaForCausalLM"

@@ -128,7 +128,7 @@ def test_quick_sft_and_reward_model_through_the_command_line_write_their_artifac
     save_comparisons([{"prompt": q.text, "answer_a": "I do not know.", "answer_b": "You are silly.",
                  "model": "test", "model_b": "test"} for q in World().split("train")[:40]])
     common = ["--quick", "--artifacts", root, "--max-steps", "4", "--eval-every", "2"]
-    sft = main(["sft", *common, "--eval-questions", "10", "--eval-batches", "1"])
+    sft = main(["sft", *common, "--eval-batches", "1"])
     reward = main(["reward-model", *common, "--ratings", "40", "--normalise-samples", "8"])
     for name, result in (("sft", sft), ("reward_model", reward)):
         folder = copied_artifacts / "quick" / name

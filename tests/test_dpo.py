@@ -254,8 +254,8 @@ def test_quick_dpo_on_its_own_rated_answers_raises_the_gold_score(own_answers_ru
     # 0.66, gold score 1.97 -> 2.24, KL 1.8 nats per answer. With the pairs drawn and rated
     # with seeds 1 and 2: 0.65 and 0.68, +0.25 and +0.30. The margins are half the gains.
     run = own_answers_run
-    before, after = run.before.total.mean(), run.after.total.mean()
+    before, after = run.before.answers.total.mean(), run.after.answers.total.mean()
     assert run.history.val_accuracy.iloc[0] == 0.5
     assert run.accuracy > 0.5 + 0.07, run.history
     assert after > before + 0.12, (before, after)
-    assert run.before.kl.abs().max() < 1e-4 and 0 < run.kl < 10, run.kl
+    assert run.before.answers.kl.abs().max() < 1e-4 and 0 < run.kl < 10, run.kl

@@ -43,15 +43,16 @@ def test_quick_ppo_raises_the_gold_score_over_sft_at_bounded_kl(ppo_run):
     # Quick mode: 60 iterations of 32 answers, graded on all 366 held-out questions. Measured
     # gold 1.97 -> 2.19 with seed 0 (seeds 1-3: +0.10, +0.11, +0.22), reward -> +0.73, KL
     # about 1.0 nats per answer; so the margin is +0.08 and the KL bound 3 nats.
-    before, after = ppo_run.before.total.mean(), ppo_run.after.total.mean()
+    before, after = ppo_run.before.answers.total.mean(), ppo_run.after.answers.total.mean()
     history = ppo_run.history
     assert after > before + 0.08, (before, after)
-    assert ppo_run.after.reward.mean() > ppo_run.before.reward.mean() + 0.3, "reward did not rise"
-    assert ppo_run.after.kl.mean() < 3.0, ppo_run.after.kl.mean()      # nats per answer
+    assert ppo_run.after.answers.reward.mean() > ppo_run.before.answers.reward.mean() + 0.3, "reward did not rise"
+    assert ppo_run.after.answers.kl.mean() < 3.0, ppo_run.after.answers.kl.mean()      # nats per answer
     assert history.kl.iloc[1:].max() < 6.0, history.kl.max()          # rollouts too
     assert history.kl.iloc[1] < 1e-4                # first rollout: policy == reference
     assert history.gold.notna().sum() == 1 + math.ceil(60 / 10)   # iteration 0 and every 10
-    assert torch.isfinite(torch.tensor(history.drop(columns=["gold", "heldout_reward", "heldout_kl"])
+    assert torch.isfinite(torch.tensor(history.drop(columns=["gold", "gold_low", "gold_high", "heldout_reward",
+                                                             "heldout_kl"])
                                        .iloc[1:].to_numpy(dtype=float))).all()
 
 
@@ -61,7 +62,7 @@ def test_ppo_artifact_holds_the_policy_and_its_metrics(ppo_run):
     assert list(metrics.columns) == list(ppo_run.history.columns)
     assert len(metrics) == ppo_run.cfg.steps + 1
     meta = artifacts.read_metadata("ppo")
-    assert meta["gold_after"] == pytest.approx(ppo_run.after.total.mean())
+    assert meta["gold_after"] == pytest.approx(ppo_run.after.answers.total.mean())
     policy, _ = artifacts.load_model("ppo")
     for name, saved in policy.state_dict().items():
         torch.testing.assert_close(saved, ppo_run.policy.state_dict()[name])

@@ -151,6 +151,10 @@ def test_own_ratings_first_then_the_sample_then_the_simulated_rater(monkeypatch,
     assert counts(40) == ["me"] * 3 + ["sample"] * 30 + ["simulated"] * 7
     with pytest.raises(ValueError, match="Or lower RewardConfig.ratings"):
         counts(41)                                                    # no pairs left to rate
+    _, report = preferences.training_ratings(RewardConfig.for_mode(ratings=40))
+    sources = report.set_index("rater").source
+    assert (sources["me"], sources["sample"], sources["simulated"]) == (
+        "human", "shipped sample (a simulated rater)", "simulated")   # the sample is not people
 
 
 # --- a seeded training run in quick mode -------------------------------------------------

@@ -1,6 +1,13 @@
 """SFT: the loss mask, and a seeded test that fine-tuning raises the gold score."""
 import pytest
 
+from rlhf_lab import artifacts
+from rlhf_lab.evaluation import (
+    evaluate_model,
+    evaluation_questions,
+    paired_difference,
+    samples_per_question,
+)
 from rlhf_lab.sft import SFTConfig
 from rlhf_lab.sft import load_demonstrations, sft_data, sft_example
 from rlhf_lab.tokenizer import train_tokenizer
@@ -41,7 +48,15 @@ def test_demonstrations_load():
 def test_sft_raises_the_gold_score_on_heldout_questions(sft_trained):
     result = sft_trained
     assert result.cfg == SFTConfig.for_mode(quick=True)
-    before, after = result.before.total.mean(), result.after.total.mean()
-    # Measured with seed 0 in quick mode: 1.22 before, 1.82 after (of 4); correct 0.05 -> 0.14.
-    assert after > before + 0.4, (before, after)
-    assert result.after.correct.mean() > result.before.correct.mean()
+    assert result.before.name == "pretrained" and result.after.name == "sft"
+    assert len(result.after.answers) == len(evaluation_questions()) * samples_per_question()
+    # The quick subset (72 questions x 2 answers) is too small to separate these tiny quick
+    # models; all 366 held-out questions, one answer each, are not. Measured with seed 0:
+    # 1.73 -> 2.05, paired gain +0.32 (95 % CI +0.21 to +0.44).
+    pretrained, _ = artifacts.load_model("pretrained")
+    every = evaluation_questions(quick=False)
+    before = evaluate_model(pretrained, result.tokenizer, "pretrained", questions=every, k=1)
+    after = evaluate_model(result.model, result.tokenizer, "sft", questions=every, k=1)
+    gain = paired_difference(after, before)
+    assert gain["low"] > 0.1, gain                  # larger than the evaluation's noise
+    assert after.summary()["correct"] > before.summary()["correct"]
