@@ -52,7 +52,8 @@ course: install
 	@for nb in notebooks/[0-9][0-9]_*.ipynb; do \
 	  echo "== $$nb"; \
 	  RLHF_LAB_QUICK=0 $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
-	    --ExecutePreprocessor.timeout=1800 "$$nb" || exit 1; \
+	    --ExecutePreprocessor.timeout=1800 --ExecutePreprocessor.store_widget_state=True "$$nb" || exit 1; \
+	  $(PY) scripts/finish_progress_bars.py "$$nb"; \
 	done
 	RLHF_LAB_QUICK=0 $(PY) -m rlhf_lab report
 
@@ -65,13 +66,13 @@ data: install
 # The class rating app (rlhf_lab/class_app.py); override any of these on the command line.
 PAIRS     ?= data/class/pairs.jsonl
 CLASS     ?= data/class/ratings
-POLICY    ?= sft
+POLICY    ?=
 N_PAIRS   ?= 40
 RATE_HOST ?= 0.0.0.0
 RATE_PORT ?= 8866
 
 class-pairs: install
-	$(PY) -m rlhf_lab.class_app make-pairs --out $(PAIRS) --policy $(POLICY) --n $(N_PAIRS) $(if $(FORCE),--force,)
+	$(PY) -m rlhf_lab.class_app make-pairs --out $(PAIRS) $(if $(POLICY),--policy $(POLICY),) --n $(N_PAIRS) $(if $(FORCE),--force,)
 
 rate: install
 	$(PY) -m rlhf_lab.class_app serve --pairs $(PAIRS) --folder $(CLASS) --host $(RATE_HOST) --port $(RATE_PORT)

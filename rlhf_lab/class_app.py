@@ -96,6 +96,21 @@ def _pair_problem(pair: object) -> str | None:
     return f"unknown fields {unknown} (a pair has only {list(PAIR_FIELDS)})" if unknown else None
 
 
+POLICIES = ("iterated", "ppo", "dpo", "sft")    # artifacts whose answers a class may rate
+
+
+def newest_policy() -> str:
+    """The policy artifact saved most recently (of POLICIES): the current policy, whose
+    answers the class should rate. Raises FileNotFoundError naming notebook 02 when none is."""
+    from .artifacts import artifact_path, exists   # imported here: the app's kernel needs no torch
+
+    saved = [name for name in POLICIES if exists(name)]
+    if not saved:
+        raise FileNotFoundError("No policy has been trained yet (looked for "
+                                f"{', '.join(POLICIES)}). Run notebooks/02_sft.ipynb first.")
+    return max(saved, key=lambda name: (artifact_path(name) / "COMPLETE").stat().st_mtime)
+
+
 def write_pairs_file(out: str | Path, n_pairs: int, policies: list[str], seed: int = 0,
                      force: bool = False) -> Path:
     """Write `n_pairs` comparisons of answers by `policies` (artifact names, e.g. "sft" or "ppo")
@@ -243,8 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     make = commands.add_parser("make-pairs", help="write the class pairs file from a policy")
     make.add_argument("--out", default=str(CLASS_PAIRS))
     make.add_argument("--n", type=int, default=40, help="how many pairs (default 40)")
-    make.add_argument("--policy", default="sft",
-                      help="artifact(s) that write the answers, comma-separated (default sft)")
+    make.add_argument("--policy", default="",
+                      help="artifact(s) that write the answers, comma-separated (default: the "
+                           f"newest policy artifact of {', '.join(POLICIES)})")
     make.add_argument("--seed", type=int, default=0)
     make.add_argument("--force", action="store_true", help="replace an existing pairs file")
     run = commands.add_parser("serve", help="serve the rating app to the class with Voilà")
@@ -257,8 +273,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "make-pairs":
-            path = write_pairs_file(args.out, args.n, args.policy.split(","), args.seed, args.force)
-            print(f"{len(read_pairs_file(path))} pairs written to {path}")
+            policies = args.policy.split(",") if args.policy else [newest_policy()]
+            path = write_pairs_file(args.out, args.n, policies, args.seed, args.force)
+            print(f"{len(read_pairs_file(path))} pairs of answers by {', '.join(policies)} "
+                  f"written to {path}")
         else:
             serve(args.pairs, args.folder, args.host, args.port, args.token)
     except (ValueError, OSError) as error:    # bad pairs file or token, missing model, ...

@@ -144,6 +144,23 @@ def test_make_pairs_without_the_policy_says_which_notebook_makes_it(tmp_path, mo
     assert not (tmp_path / "p.jsonl").exists()
 
 
+def test_class_pairs_come_from_the_newest_policy_by_default(tmp_path, monkeypatch):
+    """`make class-pairs` rates the current policy: the policy artifact saved last."""
+    import os
+
+    monkeypatch.setenv("RLHF_LAB_ARTIFACTS", str(tmp_path))
+    monkeypatch.setenv("RLHF_LAB_QUICK", "1")
+    for age, name in enumerate(["ppo", "sft", "iterated"]):       # ppo saved last, iterated first
+        folder = tmp_path / "quick" / name
+        folder.mkdir(parents=True)
+        (folder / "COMPLETE").write_text("")
+        os.utime(folder / "COMPLETE", (1000 - age, 1000 - age))
+    (tmp_path / "quick" / "dpo").mkdir()                           # incomplete: not a policy yet
+    assert class_app.newest_policy() == "ppo"
+    os.utime(tmp_path / "quick" / "iterated" / "COMPLETE", (2000, 2000))
+    assert class_app.newest_policy() == "iterated"
+
+
 def test_serve_refuses_a_bad_pairs_file_at_start_and_serves_nothing(tmp_path):
     port = free_port()
     bad = tmp_path / "pairs.jsonl"
