@@ -7,11 +7,12 @@ device or several (README, "Going further").
     accelerate launch [--multi_gpu --num_processes N] [--mixed_precision bf16] \\
         -m rlhf_lab <stage> ...
 
-The stages are the table in `rlhf_lab.stages`. Each calls the very `run_*` function its notebook calls and writes the same artifact
-under artifacts/<mode>/, so a notebook opened afterwards loads it. Its options are the fields
-of the stage's settings dataclass: `--help` lists each with its meaning, its valid range or
-choices and its defaults in full and quick mode. Values are checked by the dataclass itself,
-so a bad one ends with the same SettingsError message a notebook shows.
+The stages are the table in `rlhf_lab.stages`. Each calls the very `run_*` function its
+notebook calls and writes the same artifact under artifacts/<mode>/, so a notebook opened
+afterwards loads it. Its options are the fields of the stage's settings dataclass: `--help`
+lists each with its meaning, its valid range or choices and its defaults in full and quick
+mode. Values are checked by the dataclass itself, so a bad one ends with the same
+SettingsError message a notebook shows.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import dataclasses
 import os
 import textwrap
 
-from . import artifacts, distributed
+from . import artifacts, distributed, report_card
 from .causal_lm import ModelLoadError, check_model
 from .config import SettingsError, get_device, mode_name
 from .stages import BY_ARTIFACT, BY_COMMAND
@@ -162,8 +163,7 @@ def main(argv: list[str] | None = None):
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if args.stage == "report":
-        from .report_card import main as report_main
-        return report_main(unknown)
+        return report_card.main(unknown)
     stage, sub = STAGES[args.stage], args.stage_parser
     if unknown:
         sub.error(f"unrecognized arguments: {' '.join(unknown)}")

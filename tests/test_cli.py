@@ -105,6 +105,13 @@ def test_a_missing_artifact_names_the_command_that_makes_it(tmp_path, capsys):
     assert "run `python -m rlhf_lab pretrain` first, or add --build-missing" in err
 
 
+def test_report_is_a_command_and_a_missing_card_names_the_notebook(tmp_path, capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["report", "--quick", "--artifacts", str(tmp_path)])
+    assert done.value.code == 1
+    assert "notebooks/02_sft.ipynb" in capsys.readouterr().err
+
+
 def test_a_model_that_does_not_exist_is_named(tmp_path, capsys):
     with pytest.raises(SystemExit) as done:
         main(["sft", "--quick", "--artifacts", str(tmp_path), "--model", "./no/such/model"])
