@@ -17,14 +17,13 @@ SettingsError message a notebook shows.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import os
 import textwrap
 
 from . import artifacts, distributed, report_card
 from .causal_lm import ModelLoadError, check_model
-from .config import SettingsError, get_device, mode_name
+from .config import SettingsError, environment, get_device, mode_name
 from .stages import BY_ARTIFACT, BY_COMMAND
 from .training import TrainingDiverged
 
@@ -137,21 +136,6 @@ def _environment(args) -> dict[str, str]:
     return env
 
 
-@contextlib.contextmanager
-def _environment_set(env: dict[str, str]):
-    """Set these environment variables for the duration of a stage, then restore them."""
-    before = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def _fail(parser: argparse.ArgumentParser, message: str) -> None:
     parser.exit(1, f"{parser.prog}: {message}\n")
 
@@ -167,7 +151,7 @@ def main(argv: list[str] | None = None):
     stage, sub = STAGES[args.stage], args.stage_parser
     if unknown:
         sub.error(f"unrecognized arguments: {' '.join(unknown)}")
-    with _environment_set(_environment(args)):
+    with environment(**_environment(args)):
         fields = dataclasses.fields(args.settings_class)
         overrides = {f.name: getattr(args, f.name) for f in fields
                      if getattr(args, f.name) is not None}

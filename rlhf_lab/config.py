@@ -15,6 +15,7 @@ Taught in notebooks/00_setup.ipynb; every later notebook starts from here.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import random
@@ -52,6 +53,22 @@ def artifacts_dir() -> Path:
     """
     root = Path(os.environ.get("RLHF_LAB_ARTIFACTS", PROJECT_ROOT / "artifacts"))
     return root / mode_name()
+
+
+@contextlib.contextmanager
+def environment(**variables: str):
+    """Set these environment variables (RLHF_LAB_QUICK, RLHF_LAB_ARTIFACTS, ...) inside the
+    `with` block and restore them after it: how the command line picks a mode and a folder."""
+    before = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def seed_everything(seed: int) -> None:

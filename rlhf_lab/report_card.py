@@ -23,12 +23,11 @@ import re
 import sys
 import warnings
 from pathlib import Path
-from unittest import mock
 
 import pandas as pd
 
 from .artifacts import MissingArtifactError
-from .config import artifacts_dir, mode_name
+from .config import artifacts_dir, environment, mode_name
 from .evaluation import COLUMNS, FLAGS, Evaluation, paired_difference, win_rate
 
 ORDER = ("pretrained", "sft", "ppo", "ppo_overoptimised", "best_of_n", "dpo", "iterated")
@@ -327,7 +326,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame | None:
         env["RLHF_LAB_QUICK"] = "1"
     if args.artifacts:
         env["RLHF_LAB_ARTIFACTS"] = os.path.abspath(args.artifacts)
-    with mock.patch.dict(os.environ, env):
+    with environment(**env):
         try:
             card = load_card()
         except MissingReportCardError as error:
