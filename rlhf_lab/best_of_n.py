@@ -5,7 +5,9 @@ axis as PPO (the more answers it picks from, the harder it optimises the proxy r
 used again in notebooks/08_dpo.ipynb's frontier of PPO, DPO and best-of-n.
 
 Best-of-n defines a policy of its own: the distribution of the chosen answer. How far it is
-from the policy that sampled the candidates needs no sampling to measure: `best_of_n_kl`.
+from the policy that sampled the candidates has a formula, `best_of_n_kl`, exact when answers
+never repeat and an upper bound otherwise; `best_of_n_log_ratios` measures it from samples,
+as every other method's KL is measured, using other answers of the base policy.
 """
 from __future__ import annotations
 
@@ -36,6 +38,33 @@ def best_of_n_kl(n: int) -> float:
         raise ValueError(f"n must be a whole number >= 1 (answers sampled per question), "
                          f"not {n!r}.")
     return math.log(n) - (n - 1) / n
+
+
+def best_of_n_log_ratios(best_scores: torch.Tensor, other_scores: torch.Tensor, n: int,
+                         tie: float = 1e-5) -> torch.Tensor:
+    """log(best-of-n(y) / base(y)) of each chosen answer y, estimated from samples: its k1
+    KL term, whose mean over questions estimates KL(best-of-n || base) (chapter 07).
+
+    best_scores: (questions,) the reward of each chosen answer; other_scores: (questions, m)
+    rewards of m more answers of the base policy to the same questions, independent of the
+    chosen one (candidates outside its window). Sort the base policy's answers by reward: the
+    best of n is y with probability F_le^n - F_lt^n, where F_lt is the base probability of an
+    answer rewarded lower than y and F_le of one rewarded no higher (y and its repeats
+    included), and the base writes y with probability F_le - F_lt. Both shares are estimated
+    from the m other answers plus y itself; rewards within `tie` of y's count as y repeated.
+    Unlike the formula, this sees repeats: a policy that often writes the same answer is
+    closer to its best-of-n than log n - (n - 1) / n says.
+    """
+    best_of_n_kl(n)                                                   # checks n
+    m = other_scores.shape[1]
+    if m < 1:
+        raise ValueError("need other answers of the base policy to estimate the shares F; "
+                         "sample more candidates than the n of the window.")
+    below = (other_scores < best_scores[:, None] - tie).sum(1).double()
+    same = ((other_scores - best_scores[:, None]).abs() <= tie).sum(1).double()
+    f_lt = below / (m + 1)
+    f_le = (below + same + 1) / (m + 1)                              # y itself counted once
+    return torch.log((f_le ** n - f_lt ** n) / (f_le - f_lt))
 
 
 @dataclass
@@ -76,6 +105,13 @@ class BestOfN:
         independent samples, so this is a true best-of-k: one run at the largest n gives the
         whole curve for n = 1, 2, 4, ... without sampling again."""
         return self.window(0, k)
+
+    def log_ratios_outside(self, start: int, k: int) -> torch.Tensor:
+        """`best_of_n_log_ratios` of the best of candidates start .. start+k-1, the shares F
+        estimated from every other candidate of the same question: (questions,)."""
+        window = self.window(start, k)
+        others = torch.cat([self.scores[:, :start], self.scores[:, start + k:]], dim=1)
+        return best_of_n_log_ratios(window.best_scores, others, k)
 
     def window(self, start: int, k: int) -> BestOfN:
         """Best-of-k from candidates start .. start+k-1 of each question: disjoint windows are

@@ -286,8 +286,8 @@ def plot_card(card: pd.DataFrame | None = None, *, save: bool = True):
     if "sft" in set(card["name"]):
         sft_gold = float(card.loc[card["name"] == "sft", "gold"].iloc[0])
         left.axvline(sft_gold, color="grey", linestyle="--", linewidth=1, zorder=0)
-        left.text(sft_gold, 1.0, " SFT", transform=left.get_xaxis_transform(), va="bottom",
-                  ha="center", fontsize="small", color="grey")
+        left.text(sft_gold, 0.99, " SFT", transform=left.get_xaxis_transform(), va="top",
+                  ha="left", fontsize="small", color="grey")
     left.set_xlabel("gold score per answer (0-4 points), mean with 95 % CI")
     left.set_title("Gold score")
     right.barh(y, np.nan_to_num(kl), color="C1")
