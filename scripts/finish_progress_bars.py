@@ -36,8 +36,11 @@ def finished_text(model_id: str, states: dict) -> str | None:
     if "max" not in bar:
         return None
     total = bar.get("max") or 0
+    description = _text(left)
     percent = f"{100 * bar.get('value', 0) / total:.0f}%" if total else ""
-    return " ".join(part for part in (_text(left), percent, _text(right)) if part)
+    if description.endswith("%"):              # tqdm puts the percentage in the left text
+        percent = ""
+    return " ".join(part for part in (description, percent, _text(right)) if part)
 
 
 def finish(path: Path) -> int:
