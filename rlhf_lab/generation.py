@@ -7,6 +7,7 @@ their log-probabilities (05, 06), and cuts each answer where it ends.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -43,6 +44,25 @@ def _check_sampling(temperature: float, top_k: int, top_p: float) -> None:
                          f"temperature={temperature}, top_p={top_p}, top_k={top_k}.")
 
 
+@contextlib.contextmanager
+def _no_false_padding_warning():
+    """Silence transformers' "We strongly recommend passing in an `attention_mask`" during
+    `generate`, a false alarm here: the mask is passed, but when no prompt of the batch is
+    padded (best-of-n asks one question n times) generate replaces the all-ones mask by its
+    causal mask and calls the model without one; the model then sees the padding that ends
+    finished answers and warns. Only finished answers hold padding, and their tokens are
+    cut off (`answer_mask`), so nothing is computed wrong."""
+    from transformers.utils import logging as hf_logging
+
+    logger = hf_logging.get_logger("transformers.modeling_utils")
+    level = logger.level
+    logger.setLevel(hf_logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 @torch.no_grad()
 def sample(model, tokenizer, questions: list[str], *, max_new_tokens: int = 40,
            temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> Samples:
@@ -64,9 +84,10 @@ def sample(model, tokenizer, questions: list[str], *, max_new_tokens: int = 40,
                          f"context of {context_length(model)}.")
     sampling = dict(do_sample=True, temperature=temperature, top_k=top_k, top_p=top_p) \
         if temperature > 0 else dict(do_sample=False)
-    sequences = model.generate(**enc, max_new_tokens=min(max_new_tokens, room),
-                               pad_token_id=tokenizer.pad_token_id,
-                               eos_token_id=tokenizer.eos_token_id, **sampling)
+    with _no_false_padding_warning():
+        sequences = model.generate(**enc, max_new_tokens=min(max_new_tokens, room),
+                                   pad_token_id=tokenizer.pad_token_id,
+                                   eos_token_id=tokenizer.eos_token_id, **sampling)
     new = sequences[:, prompt_length:]                                  # (batch, answer)
     ended_before = (new == tokenizer.eos_token_id).long().cumsum(-1) - (new == tokenizer.eos_token_id).long()
     answer_mask = (ended_before == 0).long()        # up to and including the first end-of-text
