@@ -30,7 +30,8 @@ import pandas as pd
 
 from . import agreement, feedback
 from .config import CLASS_RATINGS
-from .gold import words
+from .gold import gold_score, words
+from .world import World
 
 LABELS = agreement.PAIR_LABELS          # ("a", "b", "tie"): the choices that are ratings
 FRAME_COLUMNS = ["rater", "kind", "prompt", "answer_a", "answer_b", "choice", "oriented_choice",
@@ -201,6 +202,50 @@ def consensus(frame: pd.DataFrame) -> pd.DataFrame:
                      "majority_share": n[majority] / len(group)})
     return pd.DataFrame(rows, columns=["pair_id", "prompt", "answer_a", "answer_b", "n_raters",
                                        "n_a", "n_b", "n_tie", "majority", "majority_share"])
+
+
+def round_ratings(frame: pd.DataFrame, pairs: Iterable[dict]) -> pd.DataFrame:
+    """The rows of `frame` that rate one of `pairs` (matched by `feedback.pair_id`).
+
+    A class folder set for several rounds of chapter 09 holds every round's ratings; each
+    round keeps only the ratings of its own pairs, so no rating is ever counted twice."""
+    wanted = {feedback.pair_id(p["prompt"], p["answer_a"], p["answer_b"]) for p in pairs}
+    return frame[frame["pair_id"].isin(wanted)].reset_index(drop=True)
+
+
+GOLD_TIE = 0.05      # gold totals closer than this make the gold scorer's choice a tie
+
+
+def gold_choice(prompt: str, answer_a: str, answer_b: str) -> str:
+    """The gold scorer's own choice between two answers, in the order they were shown: the
+    higher gold total wins; totals within GOLD_TIE are a tie (as in chapter 03)."""
+    question = World().lookup(prompt)
+    a, b = gold_score(question, answer_a).total, gold_score(question, answer_b).total
+    return "tie" if abs(a - b) < GOLD_TIE else ("a" if a > b else "b")
+
+
+def agreement_with_gold(frame: pd.DataFrame) -> pd.DataFrame:
+    """How good the raters were: for every rater, and for the class's consensus, the share
+    of pairs on which the choice equals the gold scorer's (`gold_choice`), and Cohen's
+    kappa with it. Columns: rater, ratings, agreement, kappa; the consensus row is named
+    "class consensus" (its majority label against gold, per pair)."""
+    _check_frame(frame)
+    gold = {row.pair_id: agreement.oriented_choice(
+        row.answer_a, row.answer_b, gold_choice(row.prompt, row.answer_a, row.answer_b))
+        for row in frame.drop_duplicates("pair_id").itertuples()}
+
+    def row(name: str, pair_ids, labels) -> dict:
+        truth = [gold[p] for p in pair_ids]
+        labels = list(labels)
+        return {"rater": name, "ratings": len(labels),
+                "agreement": agreement.percent_agreement(labels, truth),
+                "kappa": agreement.cohens_kappa(labels, truth)}
+
+    rows = [row(name, group["pair_id"], group["oriented_choice"])
+            for name, group in frame.groupby("rater", sort=True)]
+    agreed = consensus(frame)
+    rows.append(row("class consensus", agreed["pair_id"], agreed["majority"]))
+    return pd.DataFrame(rows, columns=["rater", "ratings", "agreement", "kappa"])
 
 
 def class_fleiss_kappa(frame: pd.DataFrame, seed: int = 0) -> tuple[float, int, int]:

@@ -15,7 +15,10 @@ from rlhf_lab.class_ratings import (
     load_class_folder,
     majority_label,
     pairwise_frame,
+    agreement_with_gold,
+    gold_choice,
     rater_bias,
+    round_ratings,
 )
 from rlhf_lab.raters import CLASS_PROFILES, SimulatedRater, class_of, simulate_class
 from rlhf_lab.scripted import STYLES, make_answer
@@ -215,6 +218,32 @@ def test_consensus_by_hand_on_three_raters():
     # a against b with no tie vote: "tie", which nobody gave
     assert table.loc[(GOOD, WARM), columns].tolist() == [2, 1, 1, 0, "tie", 0.0]
     assert set(table["prompt"]) == {PROMPT} and len(table) == 4
+
+
+def test_a_round_keeps_only_the_ratings_of_its_own_pairs():
+    """A class folder holds every round's ratings; a round reads those of its pairs only,
+    matched whatever order the pair was shown in."""
+    frame = toy_frame()
+    this_round = [{"prompt": PROMPT, "answer_a": RUDE, "answer_b": GOOD},
+                  {"prompt": PROMPT, "answer_a": GOOD, "answer_b": WRONG}]
+    kept = round_ratings(frame, this_round)
+    assert sorted(kept.rater) == ["ann", "ann", "bob", "cat"]        # 3 on GOOD|RUDE, 1 more
+    assert round_ratings(frame, []).empty
+
+
+def test_agreement_with_gold_by_hand():
+    """Gold totals: GOOD 4, RUDE 3.5 (one put-down), WRONG 3, WARM 4. In sorted order the
+    gold choices are GOOD|RUDE a, WRONG|WARM b, GOOD|WRONG a, GOOD|WARM tie. From the
+    oriented clicks of `toy_frame`: ann a, b, a, a -> 3 of 4; bob a, tie, b -> 1 of 3;
+    cat b, a -> 0 of 2; the consensus a, tie, a, tie -> 3 of 4."""
+    assert gold_choice(PROMPT, GOOD, RUDE) == "a" and gold_choice(PROMPT, RUDE, GOOD) == "b"
+    assert gold_choice(PROMPT, GOOD, WARM) == "tie"
+    table = agreement_with_gold(toy_frame()).set_index("rater")
+    assert table.agreement.to_dict() == {"ann": 0.75, "bob": pytest.approx(1 / 3), "cat": 0.0,
+                                         "class consensus": 0.75}
+    assert table.ratings.to_dict() == {"ann": 4, "bob": 3, "cat": 2, "class consensus": 4}
+    # ann: labels a, b, a, a against gold a, b, a, tie: p_o = 3/4, p_e = (3*2 + 1*1)/16 = 7/16
+    assert table.kappa["ann"] == pytest.approx((3 / 4 - 7 / 16) / (1 - 7 / 16))
 
 
 def frame_from_labels(labels_per_pair):
