@@ -76,8 +76,8 @@ class PPOConfig(Settings):
                               range=(1, 10**9))
     whiten_rewards: bool = setting(False, "whiten the per-token rewards before GAE")
     eval_questions: int = setting(366, "held-out questions graded for the curves, every kind "
-                                  "included (the report card always grades all 366, 4 answers "
-                                  "each)", range=(12, 100000))
+                                  "included (the report card grades its own set: all 366 in "
+                                  "full mode, 4 answers each)", range=(12, 100000), quick=72)
     eval_every: int = setting(10, "iterations between two gold-score measurements",
                               range=(1, 10**6))
 

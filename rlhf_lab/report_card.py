@@ -11,7 +11,7 @@ measurable difference": the evaluation cannot tell it from seed-to-seed noise.
 
 Files, under artifacts/<mode>/ (each written atomically: a temporary file, then a rename):
 - report_card.csv: the card, one row per model, in the course's order;
-- evaluations/<name>.csv: every graded answer of that model, so that a later chapter can
+- evaluations/<name>.jsonl: every graded answer of that model, so that a later chapter can
   compute paired differences without evaluating again (`load_evaluation`).
 """
 from __future__ import annotations
@@ -59,30 +59,39 @@ def card_path() -> Path:
 
 
 def evaluation_path(name: str) -> Path:
-    """artifacts/<mode>/evaluations/<name>.csv; `name` must be usable as a file name."""
+    """artifacts/<mode>/evaluations/<name>.jsonl; `name` must be usable as a file name."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
         raise ValueError(f"{name!r} cannot name a report-card row: use letters, digits, "
                          "'_', '-' and '.' (e.g. 'ppo' or 'dpo_beta0.5').")
-    return artifacts_dir() / "evaluations" / f"{name}.csv"
+    return artifacts_dir() / "evaluations" / f"{name}.jsonl"
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
     """Write `frame` to `path` atomically: readers see the old file or the new one, never
     half of one. Under `accelerate launch` only the main process (RANK 0) writes."""
+    _write_atomically(path, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+def _write_atomically(path: Path, write) -> None:
+    """`write(tmp)` fills a temporary file, which then replaces `path` in one step."""
     if os.environ.get("RANK", "0") != "0":
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    frame.to_csv(tmp, index=False)
+    write(tmp)
     os.replace(tmp, path)
 
 
 # --- per-answer tables ------------------------------------------------------------------------
 
 def save_evaluation(evaluation: Evaluation) -> Path:
-    """Keep every graded answer of `evaluation` as artifacts/<mode>/evaluations/<name>.csv."""
+    """Keep every graded answer of `evaluation` as artifacts/<mode>/evaluations/<name>.jsonl,
+    one JSON object per answer: any text a model writes (commas, quotes, line breaks, control
+    characters) reads back exactly, which a CSV file does not promise."""
     path = evaluation_path(evaluation.name)
-    _write_csv(evaluation.answers[list(COLUMNS)], path)
+    frame = evaluation.answers[list(COLUMNS)]
+    _write_atomically(path, lambda tmp: frame.to_json(tmp, orient="records", lines=True,
+                                                      force_ascii=False))
     return path
 
 
@@ -96,9 +105,8 @@ def load_evaluation(name: str) -> Evaluation:
             "it on the report card." if name in NOTEBOOK_OF else
             f"No notebook records '{name}'; report_card.record(...) an evaluation of that name "
             "first.")
-    # answers are text as written: an answer "None" or "" stays a string, not a NaN
-    answers = pd.read_csv(path, keep_default_na=False, na_values={"reward": ["", "nan", "NaN"],
-                                                                  "kl": ["", "nan", "NaN"]})
+    # dtype=False: every value as JSON wrote it, so an answer "None", "7" or "" stays text
+    answers = pd.read_json(path, lines=True, dtype=False)
     answers = answers.astype({"question": str, "question_kind": str, "answer": str,
                               "reward": float, "kl": float})
     for column in ("answerable", *FLAGS):

@@ -108,14 +108,27 @@ def test_record_writes_rereads_replaces_and_orders(artifacts, models):
     assert not [p for p in artifacts.rglob("*") if "tmp" in p.name]    # written atomically
 
 
-def test_per_answer_csv_gives_the_same_evaluation(artifacts, models):
+def test_per_answer_file_gives_the_same_evaluation(artifacts, models):
     for name in ("sft", "pretrained"):
         record(models[name], notebook="02_sft")
         back = load_evaluation(name)
         assert back.summary() == pytest.approx(models[name].summary(), nan_ok=True)
         pd.testing.assert_frame_equal(back.answers, models[name].answers, check_dtype=False)
     assert load_evaluation("pretrained").answers["answer"].tolist()[-1] == "None"
-    assert (artifacts / "evaluations" / "sft.csv").exists()
+    assert (artifacts / "evaluations" / "sft.jsonl").exists()
+
+
+def test_any_text_a_model_writes_reads_back_exactly(artifacts, questions):
+    """A small model writes anything: line breaks, a carriage return, commas, quotes, control
+    characters, "7" or "nan". Each answer reads back as it was written (a CSV file once
+    split such rows and broke the comparison with SFT)."""
+    odd = ["a,b \"c\"", "line\nbreak", "carriage\rreturn", "\x00\x1b[0m\ttab", "7", "nan",
+           "", "None", "\u00e9\u2019 \ufffd"]
+    weird = made("weird", questions, lambda i, j, q: odd[(i + j) % len(odd)], kl=0.1)
+    record(weird, notebook="02_sft", baseline=None)
+    back = load_evaluation("weird")
+    assert back.answers["answer"].tolist() == weird.answers["answer"].tolist()
+    assert back.summary() == pytest.approx(weird.summary(), nan_ok=True)
 
 
 def test_format_card_reads_like_a_report(artifacts, models):
