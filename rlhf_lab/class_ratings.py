@@ -30,8 +30,8 @@ import pandas as pd
 
 from . import agreement, feedback
 from .config import CLASS_RATINGS
-from .gold import gold_score, words
-from .world import World
+from .gold import words
+from .raters import SimulatedRater
 
 LABELS = agreement.PAIR_LABELS          # ("a", "b", "tie"): the choices that are ratings
 FRAME_COLUMNS = ["rater", "kind", "prompt", "answer_a", "answer_b", "choice", "oriented_choice",
@@ -213,15 +213,15 @@ def round_ratings(frame: pd.DataFrame, pairs: Iterable[dict]) -> pd.DataFrame:
     return frame[frame["pair_id"].isin(wanted)].reset_index(drop=True)
 
 
-GOLD_TIE = 0.05      # gold totals closer than this make the gold scorer's choice a tie
+# A simulated rater without noise or bias chooses exactly as the gold scorer does.
+GOLD_RATER = SimulatedRater("gold", temperature=0.0)
 
 
 def gold_choice(prompt: str, answer_a: str, answer_b: str) -> str:
     """The gold scorer's own choice between two answers, in the order they were shown: the
-    higher gold total wins; totals within GOLD_TIE are a tie (as in chapter 03)."""
-    question = World().lookup(prompt)
-    a, b = gold_score(question, answer_a).total, gold_score(question, answer_b).total
-    return "tie" if abs(a - b) < GOLD_TIE else ("a" if a > b else "b")
+    higher gold total wins; totals within the rater's tie margin (0.05) are a tie, as in
+    chapter 03. It is `GOLD_RATER`'s choice: a simulated rater at temperature 0."""
+    return GOLD_RATER.choose_pair(prompt, answer_a, answer_b)
 
 
 def agreement_with_gold(frame: pd.DataFrame) -> pd.DataFrame:
