@@ -73,24 +73,18 @@ def evaluate_policy(model, tokenizer, questions: list[Question], **generate_kwar
 
 def evaluate_with_reward(policy, tokenizer, reward_model, rm_tokenizer, reference, questions,
                          seed: int, max_new_tokens: int = 40) -> pd.DataFrame:
-    """Answer `questions` (sampled at temperature 1, seeded) and grade each answer: the gold
-    rubric (`evaluate_answers`), `reward` (the reward model's normalised score) and
-    `kl` (k1 estimate of KL from `reference` in nats, `kl.sample_with_kl`). Runs on a forked
-    random state, so measuring in the middle of training does not change the training."""
-    import torch
-
-    from .kl import sample_with_kl
+    """Answer `questions` (one answer each, `sample_answers`: temperature 1, seeded, on a
+    forked random state, so measuring in the middle of training does not change the
+    training) and grade each answer: the gold rubric (`evaluate_answers`), `reward` (the
+    reward model's normalised score) and `kl` (k1 estimate of KL from `reference` in nats)."""
     from .reward_model import score_answers
 
-    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        texts = [q.text for q in questions]
-        answers, kl = sample_with_kl(policy, reference, tokenizer, texts,
-                                     max_new_tokens=max_new_tokens)
+    answers, kl = sample_answers(policy, tokenizer, questions, seed, reference=reference,
+                                 max_new_tokens=max_new_tokens)
     graded = evaluate_answers(questions, answers)
-    graded["reward"] = score_answers(reward_model, rm_tokenizer, texts, answers).tolist()
-    graded["kl"] = kl.tolist()
+    graded["reward"] = score_answers(reward_model, rm_tokenizer, [q.text for q in questions],
+                                     answers).tolist()
+    graded["kl"] = kl
     return graded
 
 
