@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import textwrap
 
 from . import artifacts, distributed, report_card
@@ -124,18 +123,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 # --- running a stage ------------------------------------------------------------------------
 
-def _environment(args) -> dict[str, str]:
-    """The variables config.py reads, as the options set them."""
-    env = {}
-    if args.quick:
-        env["RLHF_LAB_QUICK"] = "1"
-    if args.artifacts:
-        env["RLHF_LAB_ARTIFACTS"] = os.path.abspath(args.artifacts)
-    if args.device:
-        env["RLHF_LAB_DEVICE"] = args.device
-    return env
-
-
 def _fail(parser: argparse.ArgumentParser, message: str) -> None:
     parser.exit(1, f"{parser.prog}: {message}\n")
 
@@ -151,7 +138,7 @@ def main(argv: list[str] | None = None):
     stage, sub = STAGES[args.stage], args.stage_parser
     if unknown:
         sub.error(f"unrecognized arguments: {' '.join(unknown)}")
-    with environment(**_environment(args)):
+    with environment(args.quick, args.artifacts, args.device):
         fields = dataclasses.fields(args.settings_class)
         overrides = {f.name: getattr(args, f.name) for f in fields
                      if getattr(args, f.name) is not None}

@@ -56,9 +56,17 @@ def artifacts_dir() -> Path:
 
 
 @contextlib.contextmanager
-def environment(**variables: str):
-    """Set these environment variables (RLHF_LAB_QUICK, RLHF_LAB_ARTIFACTS, ...) inside the
-    `with` block and restore them after it: how the command line picks a mode and a folder."""
+def environment(quick: bool = False, artifacts: str | None = None, device: str | None = None):
+    """Inside the `with` block, the command line's options as the variables this module reads:
+    `quick` sets RLHF_LAB_QUICK, `artifacts` RLHF_LAB_ARTIFACTS (made absolute), `device`
+    RLHF_LAB_DEVICE; options left unset leave their variable alone. Restored after the block."""
+    variables = {}
+    if quick:
+        variables["RLHF_LAB_QUICK"] = "1"
+    if artifacts:
+        variables["RLHF_LAB_ARTIFACTS"] = os.path.abspath(artifacts)
+    if device:
+        variables["RLHF_LAB_DEVICE"] = device
     before = {name: os.environ.get(name) for name in variables}
     os.environ.update(variables)
     try:

@@ -329,12 +329,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame | None:
     parser.add_argument("--artifacts", metavar="DIR",
                         help="artifacts folder to read instead of ./artifacts")
     args = parser.parse_args(argv)
-    env = {}
-    if args.quick:
-        env["RLHF_LAB_QUICK"] = "1"
-    if args.artifacts:
-        env["RLHF_LAB_ARTIFACTS"] = os.path.abspath(args.artifacts)
-    with environment(**env):
+    with environment(args.quick, args.artifacts):
         try:
             card = load_card()
         except MissingReportCardError as error:

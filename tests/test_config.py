@@ -64,3 +64,18 @@ def test_heads_must_divide_width():
 def test_describe_lists_every_field():
     table = PretrainConfig().describe()
     assert "lr" in table.index and table.loc["lr", "valid"] == "(1e-06, 1.0)"
+
+
+def test_environment_sets_the_options_inside_the_block_and_restores_them(monkeypatch, tmp_path):
+    import os
+
+    from rlhf_lab.config import environment, is_quick
+    monkeypatch.delenv("RLHF_LAB_QUICK", raising=False)
+    monkeypatch.setenv("RLHF_LAB_DEVICE", "cpu")
+    monkeypatch.chdir(tmp_path)
+    with environment(quick=True, artifacts="arts"):
+        assert is_quick()
+        assert os.environ["RLHF_LAB_ARTIFACTS"] == str(tmp_path / "arts")   # made absolute
+        assert os.environ["RLHF_LAB_DEVICE"] == "cpu"                     # unset: left alone
+    assert not is_quick() and "RLHF_LAB_QUICK" not in os.environ
+    assert os.environ["RLHF_LAB_DEVICE"] == "cpu"
