@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / "data"
-CLASS_DIR = DATA_DIR / "class"                 # the class app's files (`make class-pairs`, `make rate`)
+# the class app's files, written by `make class-pairs` and `make rate`
+CLASS_DIR = DATA_DIR / "class"
 CLASS_PAIRS = CLASS_DIR / "pairs.jsonl"        # made by the instructor before class
 CLASS_RATINGS = CLASS_DIR / "ratings"          # one <name>.jsonl per student: chapter 09 reads it
 

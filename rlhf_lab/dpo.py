@@ -67,9 +67,9 @@ class DPOConfig(Settings):
 # --- the data -----------------------------------------------------------------------------
 
 def reward_model_preferences() -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The preferences chapter 04's reward model trained on, and its held-out split, read with the settings saved
-    with the reward model (artifact 'reward_model'). Ratings added since it was trained are
-    included, as chapter 04 would include them if run again."""
+    """The preferences chapter 04's reward model trained on, and its held-out split, read
+    with the settings saved with the reward model (artifact 'reward_model'). Ratings added
+    since it was trained are included, as chapter 04 would include them if run again."""
     saved = artifacts.read_metadata("reward_model")["config"]
     cfg = RewardConfig(**{f.name: saved[f.name] for f in dataclasses.fields(RewardConfig)
                           if f.name in saved})

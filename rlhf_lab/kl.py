@@ -142,8 +142,9 @@ def sample_with_kl(policy, reference, tokenizer, prompts: list[str], *,
 
     The mean over many prompts is an unbiased estimate of the KL per answer, the x-axis of
     the reward-against-KL plots of chapters 07 and 08. Plain sampling at `temperature`, so
-    the samples come from the distribution whose log-probs are used (notebooks/05_kl_divergence.ipynb
-    shows how top-k sampling would break that and make the measured KL negative).
+    the samples come from the distribution whose log-probs are used (notebooks/
+    05_kl_divergence.ipynb shows how top-k sampling would break that and make the measured
+    KL negative).
     """
     from .generation import sample
 

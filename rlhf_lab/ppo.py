@@ -1,8 +1,9 @@
 """PPO for language models: the pieces of one step, each a small function.
 
-Taught in notebooks/06_ppo.ipynb; its loop and stage are in `ppo_stage`. The pieces of one PPO step for language models,
-in the order of "The N implementation details of RLHF with PPO" (Huang et al., 2023) and
-openai/lm-human-preferences (Ziegler et al., 2019); each a small function:
+Taught in notebooks/06_ppo.ipynb; its loop and stage are in `ppo_stage`. The pieces of one
+PPO step for language models, in the order of "The N implementation details of RLHF with
+PPO" (Huang et al., 2023) and openai/lm-human-preferences (Ziegler et al., 2019); each a
+small function:
 
     1. sample answers from the policy (generation.py)
     2. score them with the reward model; answers that never end get `missing_eos_penalty`

@@ -126,7 +126,8 @@ def load_card() -> pd.DataFrame:
     if not path.exists():
         raise MissingReportCardError(
             "report card", path,
-            f"Run notebooks/{FIRST_NOTEBOOK}.ipynb first: it evaluates the pretrained and SFT models and writes the card's first rows "
+            f"Run notebooks/{FIRST_NOTEBOOK}.ipynb first: it evaluates the pretrained and SFT "
+            "models and writes the card's first rows "
             "(from a terminal: python -m rlhf_lab sft, with --quick for a one-minute "
             "quick-mode run); chapters 06-09 add theirs.")
     card = pd.read_csv(path, dtype={column: str for column in TEXT})
@@ -261,8 +262,9 @@ def format_card(card: pd.DataFrame | None = None) -> str:
     sizes = ", ".join(sorted({f"{int(n)} questions x {int(k)} samples"
                               for n, k in zip(card.get("n_questions", []), card.get("k", []))}))
     title = f"Report card ({mode_name()} mode: {sizes or 'empty'})"
-    notes = ("gold: mean gold score per answer (0-4) ± the half-width of its 95 % CI over questions. Δ: paired "
-             "difference from SFT on the same questions and seeds; wins: share of answers "
+    notes = ("gold: mean gold score per answer (0-4) ± the half-width of its 95 % CI over "
+             "questions. Δ: paired difference from SFT on the same questions and seeds; "
+             "wins: share of answers "
              "better than SFT's, ties half. wrong: of answerable questions; admits: of "
              "unanswerable ones (good); hedges: admits although an answer exists. "
              "reward: reward model, normalised; KL: from SFT, nats per answer.")
