@@ -10,12 +10,18 @@ One round:
   1. pairs: two sampled answers of the current policy to each of `pairs_per_round` questions
   2. ratings: by a person in the widget, a whole class (class_ratings.py) or a simulated rater
   3. the reward model is trained further on all ratings so far (old ones included, so it
-     does not forget), then re-normalised on the current policy's answers
+     does not forget; this round's repeated to half of the draws, so it learns them), then
+     re-normalised on the current policy's answers
   4. PPO from the current policy, with a fresh value head; the reference stays the SFT model,
      so the KL on the plots is always the distance from where RLHF started
+
+The chapter's experiment (`fixed_versus_iterated`): under chapter 07's hard setting, where
+PPO against a fixed reward model over-optimises, the same PPO rounds run once against the
+fixed reward model and once with the reward model retrained between rounds.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, replace
 
 import pandas as pd
@@ -32,7 +38,7 @@ from .raters import SimulatedRater, fill_ratings
 from .reward_model import (
     RewardConfig,
     load_reward_model,
-    pair_accuracy,
+    pair_fit,
     reward_stats,
     set_normalisation,
     train_reward_model,
@@ -46,13 +52,20 @@ class IterateConfig(Settings):
 
     seed: int = setting(0, "random seed for the whole stage", range=(0, 2**31 - 1))
     rounds: int = setting(2, "rounds of the loop", range=(1, 100))
-    pairs_per_round: int = setting(300, "pairs of the current policy's answers rated per round",
+    pairs_per_round: int = setting(700, "pairs of the current policy's answers rated per round "
+                                   "(fewer come back when the policy repeats itself)",
                                    range=(10, 100000), quick=150)
-    reward_steps: int = setting(120, "optimiser steps of further reward-model training per "
-                                "round", range=(1, 10**6), quick=60)
-    reward_lr: float = setting(5e-5, "peak learning rate of that training (below chapter "
-                               "04's: the model is already trained)", range=(1e-8, 1.0))
-    ppo_steps: int = setting(50, "PPO iterations per round", range=(1, 10**6), quick=30)
+    heldout_pairs: int = setting(200, "of each round's rated pairs, kept out of training to "
+                                 "measure the reward model (at most half of them)",
+                                 range=(1, 100000), quick=50)
+    new_share: float = setting(0.5, "share of each round's reward-model training drawn from "
+                               "that round's new ratings (the rest from all earlier ratings)",
+                               range=(0.0, 0.95))
+    reward_steps: int = setting(60, "optimiser steps of further reward-model training per "
+                                "round", range=(1, 10**6), quick=40)
+    reward_lr: float = setting(1e-4, "peak learning rate of that training (chapter 04's)",
+                               range=(1e-8, 1.0))
+    ppo_steps: int = setting(20, "PPO iterations per round", range=(1, 10**6), quick=15)
     rater_temperature: float = setting(0.5, "noise of the simulated rater (0: always the "
                                        "gold choice)", range=(0.0, 100.0))
 
@@ -76,31 +89,49 @@ def simulated_ratings(pairs: list[dict], cfg: IterateConfig, round_number: int) 
     return records
 
 
-def retrain_reward_model(reward_model, rm_tokenizer, all_records: list[dict],
+def retraining_set(earlier: pd.DataFrame, new_train: pd.DataFrame,
+                   new_share: float) -> pd.DataFrame:
+    """The examples a round trains the reward model on: every earlier rating, so it does not
+    forget, and this round's new ones repeated until they are about `new_share` of the set.
+    A few hundred new ratings beside a few thousand old ones would otherwise be a small
+    share of every batch, and a short retraining would barely learn them."""
+    if new_share == 0 or new_train.empty:
+        return pd.concat([earlier, new_train], ignore_index=True)
+    repeats = max(1, round(new_share / (1 - new_share) * len(earlier) / len(new_train)))
+    return pd.concat([earlier] + [new_train] * repeats, ignore_index=True)
+
+
+def retrain_reward_model(reward_model, rm_tokenizer, earlier_records: list[dict],
                          new_records: list[dict], cfg: IterateConfig, reward_cfg: RewardConfig,
-                         round_number: int) -> dict:
-    """Step 3: train the reward model further on every rating so far; re-normalise it on the
-    current policy's answers (this round's pairs). Returns the size of the training set and
-    the accuracy on this round's held-out new pairs before and after: before is how well the
-    old reward model judges the new policy's answers, which it never saw."""
+                         round_number: int, progress: bool = True) -> dict:
+    """Step 3: train the reward model further on every rating so far, then re-normalise it on
+    the current policy's answers (this round's pairs).
+
+    `cfg.heldout_pairs` of the new pairs (at most half) are held out and never trained on: the
+    reward model's accuracy and loss on them before retraining say how well the old reward
+    model judges the new policy's answers, which it never saw; after retraining, whether the
+    new ratings fixed that. Returns those numbers and the sizes of the sets."""
     new = ratings_to_examples(new_records)
-    _, new_val = split_ratings(new, reward_cfg.heldout_fraction, cfg.seed + round_number)
-    new_val_keys = set(zip(new_val.prompt, new_val.answer_a, new_val.answer_b))
-    everything = ratings_to_examples(all_records)
-    keep = [(p, a, b) not in new_val_keys
-            for p, a, b in zip(everything.prompt, everything.answer_a, everything.answer_b)]
-    train = everything[keep].reset_index(drop=True)
-    before = pair_accuracy(reward_model, rm_tokenizer, new_val)
+    n_heldout = min(cfg.heldout_pairs, len(new) // 2)
+    new_train, new_val = split_ratings(new, n_heldout / len(new), cfg.seed + round_number)
+    heldout_keys = set(zip(new_val.prompt, new_val.answer_a, new_val.answer_b))
+    earlier = ratings_to_examples(earlier_records)
+    earlier = earlier[[(p, a, b) not in heldout_keys for p, a, b in
+                       zip(earlier.prompt, earlier.answer_a, earlier.answer_b)]]
+    train = retraining_set(earlier.reset_index(drop=True), new_train, cfg.new_share)
+    before = pair_fit(reward_model, rm_tokenizer, new_val)
     round_cfg = replace(reward_cfg, max_steps=cfg.reward_steps, lr=cfg.reward_lr,
                         warmup_steps=min(reward_cfg.warmup_steps, cfg.reward_steps),
                         eval_every=cfg.reward_steps, seed=cfg.seed + round_number)
-    train_reward_model(reward_model, rm_tokenizer, train, new_val, round_cfg)
-    after = pair_accuracy(reward_model, rm_tokenizer, new_val)
+    train_reward_model(reward_model, rm_tokenizer, train, new_val, round_cfg, progress=progress)
+    after = pair_fit(reward_model, rm_tokenizer, new_val)
     prompts = list(new.prompt) + list(new.prompt)
     answers = list(new.answer_a) + list(new.answer_b)
     set_normalisation(reward_model, *reward_stats(reward_model, rm_tokenizer, prompts, answers))
-    return {"train_pairs": len(train), "heldout_new_pairs": len(new_val),
-            "rm_accuracy_before": before, "rm_accuracy_after": after}
+    return {"new_pairs": len(new), "train_pairs": len(earlier) + len(new_train),
+            "heldout_new_pairs": len(new_val),
+            "rm_accuracy_before": before["accuracy"], "rm_loss_before": before["loss"],
+            "rm_accuracy_after": after["accuracy"], "rm_loss_after": after["loss"]}
 
 
 @dataclass
@@ -112,26 +143,96 @@ class Round:
     graded: pd.DataFrame
 
 
-def run_round(round_number: int, policy, reference, tokenizer, reward_model, rm_tokenizer,
-              all_records: list[dict], new_records: list[dict], cfg: IterateConfig,
-              ppo_cfg: PPOConfig, reward_cfg: RewardConfig, live_plot=None,
-              progress: bool = True) -> Round:
-    """Steps 3 and 4 of a round, once its ratings are in: retrain the reward model on
-    `all_records` (which include `new_records`), then PPO from the current policy."""
-    rm = retrain_reward_model(reward_model, rm_tokenizer, all_records, new_records, cfg,
-                              reward_cfg, round_number)
-    world = World()
+def ppo_round(round_number: int, policy, reference, tokenizer, reward_model, rm_tokenizer,
+              cfg: IterateConfig, ppo_cfg: PPOConfig, live_plot=None,
+              progress: bool = True) -> tuple[pd.DataFrame, dict[int, pd.DataFrame]]:
+    """Step 4: cfg.ppo_steps PPO iterations from the current policy under `ppo_cfg`, with a
+    fresh value head and the round's own seed (cfg.seed + round_number); the reference stays
+    the SFT model. Returns `train_ppo`'s history and graded held-out answers."""
     value_head = ValueHead(policy.config.hidden_size).to(get_device())
     round_ppo = replace(ppo_cfg, steps=cfg.ppo_steps, seed=cfg.seed + round_number,
                         eval_every=min(ppo_cfg.eval_every, cfg.ppo_steps))
-    history, graded = train_ppo(policy, value_head, reference, reward_model, rm_tokenizer,
-                                tokenizer, world.split("train"),
-                                curve_questions(ppo_cfg.eval_questions), round_ppo,
-                                live_plot, progress)
-    last = graded[round_ppo.steps]
-    summary = {"round": round_number, "ratings": len(all_records), **rm,
+    return train_ppo(policy, value_head, reference, reward_model, rm_tokenizer, tokenizer,
+                     World().split("train"), curve_questions(ppo_cfg.eval_questions), round_ppo,
+                     live_plot, progress)
+
+
+def run_round(round_number: int, policy, reference, tokenizer, reward_model, rm_tokenizer,
+              earlier_records: list[dict], new_records: list[dict], cfg: IterateConfig,
+              ppo_cfg: PPOConfig, reward_cfg: RewardConfig, live_plot=None,
+              progress: bool = True) -> Round:
+    """Steps 3 and 4 of a round, once its ratings are in: retrain the reward model on
+    `earlier_records` and `new_records`, then PPO from the current policy."""
+    rm = retrain_reward_model(reward_model, rm_tokenizer, earlier_records, new_records, cfg,
+                              reward_cfg, round_number, progress)
+    history, graded = ppo_round(round_number, policy, reference, tokenizer, reward_model,
+                                rm_tokenizer, cfg, ppo_cfg, live_plot, progress)
+    last = graded[cfg.ppo_steps]
+    summary = {"round": round_number, "ratings": len(earlier_records) + len(new_records), **rm,
                "gold": last.total.mean(), "reward": last.reward.mean(), "kl": last.kl.mean()}
     return Round(summary, history, last)
+
+
+# --- the experiment: a fixed reward model against an iterated one ----------------------------
+
+@dataclass
+class Arms:
+    """One seed of chapter 09's experiment. Both policies ran the same PPO rounds under the
+    same setting and seeds from the same SFT model; round 1 they share. `fixed` was
+    optimised against chapter 04's reward model throughout; `iterated` against a reward model
+    retrained before every later round on ratings of its own answers. `curves`: the held-out
+    measurements of `train_ppo` by arm, round and iteration (counted from the start);
+    `reward_model`: one row per retraining (`retrain_reward_model`'s numbers)."""
+
+    fixed: object
+    iterated: object
+    curves: pd.DataFrame
+    reward_model: pd.DataFrame
+
+
+def fixed_versus_iterated(sft, tokenizer, reward_model, rm_tokenizer, records: list[dict],
+                          cfg: IterateConfig, ppo_cfg: PPOConfig,
+                          reward_cfg: RewardConfig | None = None,
+                          progress: bool = True) -> Arms:
+    """Run cfg.rounds rounds of cfg.ppo_steps PPO iterations twice from the SFT model (which
+    is also the reference): once against `reward_model` as it is, once retraining a copy of
+    it before every round after the first on a simulated rater's ratings of the current
+    policy's own answers, added to `records` (the ratings it was trained on). The models
+    passed in are not changed. Taught in notebooks/09_iterate.ipynb."""
+    reward_cfg = reward_cfg or RewardConfig.for_mode()
+    curves, retrained = [], []
+
+    def measured(history: pd.DataFrame, arms: tuple[str, ...], round_number: int) -> None:
+        rows = history.dropna(subset=["gold"])
+        if round_number > 1:                 # its start is the end of the round before
+            rows = rows[rows.iteration > 0]
+        rows = rows.assign(round=round_number,
+                           iteration=rows.iteration + (round_number - 1) * cfg.ppo_steps)
+        curves.extend(rows.assign(arm=arm) for arm in arms)
+
+    fixed = copy.deepcopy(sft)
+    history, _ = ppo_round(1, fixed, sft, tokenizer, reward_model, rm_tokenizer, cfg, ppo_cfg,
+                           progress=progress)
+    measured(history, ("fixed", "iterated"), 1)
+    iterated, iterated_rm = copy.deepcopy(fixed), copy.deepcopy(reward_model)
+    for number in range(2, cfg.rounds + 1):
+        history, _ = ppo_round(number, fixed, sft, tokenizer, reward_model, rm_tokenizer, cfg,
+                               ppo_cfg, progress=progress)
+        measured(history, ("fixed",), number)
+        pairs = own_comparisons(iterated, tokenizer, World().split("train"),
+                                cfg.pairs_per_round, f"round-{number}", seed=cfg.seed + number)
+        new_records = simulated_ratings(pairs, cfg, number)
+        retrained.append({"round": number, **retrain_reward_model(
+            iterated_rm, rm_tokenizer, records, new_records, cfg, reward_cfg, number,
+            progress)})
+        records = records + new_records
+        history, _ = ppo_round(number, iterated, sft, tokenizer, iterated_rm, rm_tokenizer, cfg,
+                               ppo_cfg, progress=progress)
+        measured(history, ("iterated",), number)
+    columns = ["arm", "round", "iteration", "gold", "gold_low", "gold_high", "heldout_reward",
+               "heldout_kl"]
+    return Arms(fixed, iterated, pd.concat(curves, ignore_index=True)[columns],
+                pd.DataFrame(retrained))
 
 
 @dataclass
@@ -164,10 +265,10 @@ def run_iterate(cfg: IterateConfig | None = None, save: bool = True, live_plot=N
         pairs = own_comparisons(policy, tokenizer, train_questions, cfg.pairs_per_round,
                                 f"round-{number}", seed=cfg.seed + number)
         new_records = simulated_ratings(pairs, cfg, number)
-        all_records = all_records + new_records
         results[number] = run_round(number, policy, reference, tokenizer, reward_model,
                                     rm_tokenizer, all_records, new_records, cfg, ppo_cfg,
                                     reward_cfg, live_plot=live_plot)
+        all_records = all_records + new_records
         rows.append(results[number].summary)
     if save:
         artifacts.save_model(policy, tokenizer, "iterated", {"config": cfg.__dict__,

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from . import distributed, generation
-from .config import Settings, SettingsError, setting
+from .config import Settings, SettingsError, is_quick, setting
 from .kl import sequence_kl, token_logprobs
 from .model import position_ids
 from .reward_model import score_answers
@@ -87,6 +87,16 @@ class PPOConfig(Settings):
         if self.batch_size % self.minibatch_size:
             raise SettingsError(f"PPOConfig.minibatch_size = {self.minibatch_size} must divide "
                                 f"batch_size = {self.batch_size}.")
+
+
+def hard_settings(quick: bool | None = None, **overrides) -> PPOConfig:
+    """Chapter 07's setting, in which PPO over-optimises the reward model: a larger learning
+    rate that never decays (3e-5; 3e-4 in quick mode, whose run is short) and a fixed,
+    weak KL penalty (kl_coef 0.02, no adaptive controller). Chapter 09 runs its fixed and
+    iterated reward models under the same setting."""
+    quick = is_quick() if quick is None else quick
+    return PPOConfig.for_mode(quick, **{"lr": 3e-4 if quick else 3e-5, "lr_schedule": "constant",
+                                        "kl_coef": 0.02, "target_kl": 0.0, **overrides})
 
 
 # ---------------------------------------------------------------- masked statistics

@@ -1,8 +1,9 @@
 """The report card: one row per stage of the course, every row measured the same way.
 
 notebooks/02_sft.ipynb writes its first rows (pretrained, sft); chapters 06-09 add theirs
-(ppo, ppo_overoptimised, best_of_n, dpo, iterated); chapter 08 draws the frontier from it,
-and the README shows the full-mode card. `python -m rlhf_lab report` prints it.
+(ppo, ppo_overoptimised, best_of_n, dpo, hard_fixed, hard_iterated, iterated); chapter 08
+draws the frontier from it, and the README shows the full-mode card.
+`python -m rlhf_lab report` prints it.
 
 Every row comes from `rlhf_lab.evaluation`: the same questions, the same seeds, mean gold
 with a 95 % CI over questions, behaviour shares, reward and KL from SFT, and the paired
@@ -30,12 +31,14 @@ from .artifacts import MissingArtifactError
 from .config import artifacts_dir, environment, mode_name
 from .evaluation import COLUMNS, FLAGS, Evaluation, paired_difference, win_rate
 
-ORDER = ("pretrained", "sft", "ppo", "ppo_overoptimised", "best_of_n", "dpo", "iterated")
+ORDER = ("pretrained", "sft", "ppo", "ppo_overoptimised", "best_of_n", "dpo", "hard_fixed",
+         "hard_iterated", "iterated")
 FIRST_NOTEBOOK = "02_sft"
 # which notebook records each row, for messages about a missing one
 NOTEBOOK_OF = {"pretrained": "02_sft", "sft": "02_sft", "ppo": "06_ppo",
                "ppo_overoptimised": "07_reward_hacking", "best_of_n": "07_reward_hacking",
-               "dpo": "08_dpo", "iterated": "09_iterate"}
+               "dpo": "08_dpo", "hard_fixed": "09_iterate", "hard_iterated": "09_iterate",
+               "iterated": "09_iterate"}
 COMPARISON = ("baseline", "vs_sft", "vs_sft_low", "vs_sft_high", "vs_sft_within_noise",
               "win_rate_vs_sft")
 TEXT = ("name", "notebook", "setting", "baseline")

@@ -217,6 +217,16 @@ def pair_accuracy(model, tokenizer, examples: pd.DataFrame) -> float:
     return ordering_accuracy(r_a, r_b, torch.tensor(examples["target"].to_numpy()))
 
 
+def pair_fit(model, tokenizer, examples: pd.DataFrame) -> dict:
+    """How well the reward model fits rated pairs it may never have seen: `accuracy`
+    (as `pair_accuracy`) and `loss` (the mean Bradley-Terry loss, ties included), from one
+    scoring pass. Chapter 09 measures a reward model with it before and after retraining."""
+    r_a, r_b = pair_rewards(model, tokenizer, examples)
+    target = torch.tensor(examples["target"].to_numpy())
+    return {"accuracy": ordering_accuracy(r_a, r_b, target),
+            "loss": preference_loss(r_a, r_b, target).item()}
+
+
 def noise_ceiling(examples: pd.DataFrame,
                   rater: SimulatedRater | dict[str, SimulatedRater]) -> float:
     """The best expected accuracy any model can reach on the decided pairs of `examples`
@@ -253,13 +263,14 @@ def ceiling_raters(examples: pd.DataFrame, cfg: RewardConfig) -> dict[str, Simul
 # --- training -----------------------------------------------------------------------------
 
 def train_reward_model(model, tokenizer, train_examples: pd.DataFrame, val_examples: pd.DataFrame,
-                       cfg: RewardConfig, live_plot=None) -> pd.DataFrame:
+                       cfg: RewardConfig, live_plot=None, progress: bool = True) -> pd.DataFrame:
     """Train on `train_examples` for cfg.max_steps steps of the Bradley-Terry loss.
 
     Each step scores both answers of cfg.batch_size random pairs (a seeded generator picks
     them) in one batch. Every cfg.eval_every steps (and at the end) one history row is added:
     step, mean train_loss and train_accuracy since the last row, val_loss and val_accuracy
-    on `val_examples`, and lr. `live_plot`, if given, is called with the history so far.
+    on `val_examples`, and lr. `live_plot`, if given, is called with the history so far;
+    `progress` shows a progress bar.
     Under `accelerate launch`, each process scores its share of the pairs (distributed.py).
     """
     device = next(model.parameters()).device
@@ -270,7 +281,7 @@ def train_reward_model(model, tokenizer, train_examples: pd.DataFrame, val_examp
     history, losses, accuracies = [], [], []
     model.train()
     bar = tqdm(range(cfg.max_steps), desc="training the reward model",
-               disable=not distributed.is_main_process())
+               disable=not (progress and distributed.is_main_process()))
     for step in bar:
         lr = lr_at(step, cfg)
         idx = torch.randint(len(train_examples), (cfg.batch_size,), generator=generator)
