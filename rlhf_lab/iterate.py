@@ -38,6 +38,7 @@ from .raters import SimulatedRater, fill_ratings
 from .reward_model import (
     RewardConfig,
     load_reward_model,
+    noise_ceiling,
     pair_fit,
     reward_stats,
     set_normalisation,
@@ -63,7 +64,8 @@ class IterateConfig(Settings):
                                range=(0.0, 0.95))
     reward_steps: int = setting(60, "optimiser steps of further reward-model training per "
                                 "round", range=(1, 10**6), quick=40)
-    reward_lr: float = setting(1e-4, "peak learning rate of that training (chapter 04's)",
+    reward_lr: float = setting(3e-4, "peak learning rate of that training (3x chapter 04's: "
+                               "a short run on new answers)",
                                range=(1e-8, 1.0))
     ppo_steps: int = setting(20, "PPO iterations per round", range=(1, 10**6), quick=15)
     rater_temperature: float = setting(0.5, "noise of the simulated rater (0: always the "
@@ -79,11 +81,16 @@ def own_comparisons(policy, tokenizer, questions, n_pairs: int, name: str,
                               temperatures=(1.0,), seed=seed)
 
 
+def round_rater(cfg: IterateConfig, round_number: int) -> SimulatedRater:
+    """The simulated rater of a round: the rubric with cfg.rater_temperature of noise."""
+    return SimulatedRater(f"simulated-round-{round_number}", temperature=cfg.rater_temperature,
+                          seed=cfg.seed + round_number)
+
+
 def simulated_ratings(pairs: list[dict], cfg: IterateConfig, round_number: int) -> list[dict]:
     """A simulated rater (chapter 03) rates every different pair once: records in the
     chapter-03 schema. (A pair given twice is rated once; see `feedback.pair_id`.)"""
-    rater = SimulatedRater(f"simulated-round-{round_number}", temperature=cfg.rater_temperature,
-                           seed=cfg.seed + round_number)
+    rater = round_rater(cfg, round_number)
     different = {pair_id(p["prompt"], p["answer_a"], p["answer_b"]) for p in pairs}
     records, _ = fill_ratings(pairs, [], len(different), rater)
     return records
@@ -103,14 +110,18 @@ def retraining_set(earlier: pd.DataFrame, new_train: pd.DataFrame,
 
 def retrain_reward_model(reward_model, rm_tokenizer, earlier_records: list[dict],
                          new_records: list[dict], cfg: IterateConfig, reward_cfg: RewardConfig,
-                         round_number: int, progress: bool = True) -> dict:
+                         round_number: int, progress: bool = True,
+                         rater: SimulatedRater | None = None) -> dict:
     """Step 3: train the reward model further on every rating so far, then re-normalise it on
     the current policy's answers (this round's pairs).
 
     `cfg.heldout_pairs` of the new pairs (at most half) are held out and never trained on: the
     reward model's accuracy and loss on them before retraining say how well the old reward
     model judges the new policy's answers, which it never saw; after retraining, whether the
-    new ratings fixed that. Returns those numbers and the sizes of the sets."""
+    new ratings fixed that. Returns those numbers and the sizes of the sets; given the
+    simulated `rater` of the new ratings, also the noise ceiling of the held-out pairs
+    (chapter 04: the best accuracy any reward model can expect there, given the rater's
+    noise)."""
     new = ratings_to_examples(new_records)
     n_heldout = min(cfg.heldout_pairs, len(new) // 2)
     new_train, new_val = split_ratings(new, n_heldout / len(new), cfg.seed + round_number)
@@ -128,8 +139,9 @@ def retrain_reward_model(reward_model, rm_tokenizer, earlier_records: list[dict]
     prompts = list(new.prompt) + list(new.prompt)
     answers = list(new.answer_a) + list(new.answer_b)
     set_normalisation(reward_model, *reward_stats(reward_model, rm_tokenizer, prompts, answers))
+    ceiling = noise_ceiling(new_val, rater) if rater is not None else float("nan")
     return {"new_pairs": len(new), "train_pairs": len(earlier) + len(new_train),
-            "heldout_new_pairs": len(new_val),
+            "heldout_new_pairs": len(new_val), "noise_ceiling": ceiling,
             "rm_accuracy_before": before["accuracy"], "rm_loss_before": before["loss"],
             "rm_accuracy_after": after["accuracy"], "rm_loss_after": after["loss"]}
 
@@ -160,11 +172,12 @@ def ppo_round(round_number: int, policy, reference, tokenizer, reward_model, rm_
 def run_round(round_number: int, policy, reference, tokenizer, reward_model, rm_tokenizer,
               earlier_records: list[dict], new_records: list[dict], cfg: IterateConfig,
               ppo_cfg: PPOConfig, reward_cfg: RewardConfig, live_plot=None,
-              progress: bool = True) -> Round:
+              progress: bool = True, rater: SimulatedRater | None = None) -> Round:
     """Steps 3 and 4 of a round, once its ratings are in: retrain the reward model on
-    `earlier_records` and `new_records`, then PPO from the current policy."""
+    `earlier_records` and `new_records` (rated by `rater`, if simulated), then PPO from the
+    current policy."""
     rm = retrain_reward_model(reward_model, rm_tokenizer, earlier_records, new_records, cfg,
-                              reward_cfg, round_number, progress)
+                              reward_cfg, round_number, progress, rater)
     history, graded = ppo_round(round_number, policy, reference, tokenizer, reward_model,
                                 rm_tokenizer, cfg, ppo_cfg, live_plot, progress)
     last = graded[cfg.ppo_steps]
@@ -224,7 +237,7 @@ def fixed_versus_iterated(sft, tokenizer, reward_model, rm_tokenizer, records: l
         new_records = simulated_ratings(pairs, cfg, number)
         retrained.append({"round": number, **retrain_reward_model(
             iterated_rm, rm_tokenizer, records, new_records, cfg, reward_cfg, number,
-            progress)})
+            progress, rater=round_rater(cfg, number))})
         records = records + new_records
         history, _ = ppo_round(number, iterated, sft, tokenizer, iterated_rm, rm_tokenizer, cfg,
                                ppo_cfg, progress=progress)
@@ -267,7 +280,8 @@ def run_iterate(cfg: IterateConfig | None = None, save: bool = True, live_plot=N
         new_records = simulated_ratings(pairs, cfg, number)
         results[number] = run_round(number, policy, reference, tokenizer, reward_model,
                                     rm_tokenizer, all_records, new_records, cfg, ppo_cfg,
-                                    reward_cfg, live_plot=live_plot)
+                                    reward_cfg, live_plot=live_plot,
+                                    rater=round_rater(cfg, number))
         all_records = all_records + new_records
         rows.append(results[number].summary)
     if save:

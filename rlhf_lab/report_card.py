@@ -99,7 +99,7 @@ def save_evaluation(evaluation: Evaluation) -> Path:
 
 
 def load_evaluation(name: str) -> Evaluation:
-    """The evaluation recorded under `name`, read back from its per-answer CSV."""
+    """The evaluation recorded under `name`, read back from its per-answer JSON lines."""
     path = evaluation_path(name)
     if not path.exists():
         raise MissingReportCardError(
