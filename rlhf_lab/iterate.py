@@ -67,7 +67,7 @@ class IterateConfig(Settings):
     reward_lr: float = setting(3e-4, "peak learning rate of that training (3x chapter 04's: "
                                "a short run on new answers)",
                                range=(1e-8, 1.0))
-    ppo_steps: int = setting(20, "PPO iterations per round", range=(1, 10**6), quick=15)
+    ppo_steps: int = setting(10, "PPO iterations per round", range=(1, 10**6), quick=10)
     rater_temperature: float = setting(0.5, "noise of the simulated rater (0: always the "
                                        "gold choice)", range=(0.0, 100.0))
 
@@ -123,8 +123,13 @@ def retrain_reward_model(reward_model, rm_tokenizer, earlier_records: list[dict]
     (chapter 04: the best accuracy any reward model can expect there, given the rater's
     noise)."""
     new = ratings_to_examples(new_records)
+    if len(new) < 2:
+        raise ValueError(f"Round {round_number} has {len(new)} rated pair(s): retraining needs at "
+                         "least 2, one to train on and one held out to measure it. Rate more "
+                         "pairs (IterateConfig.pairs_per_round).")
     n_heldout = min(cfg.heldout_pairs, len(new) // 2)
-    new_train, new_val = split_ratings(new, n_heldout / len(new), cfg.seed + round_number)
+    # + 0.5: split_ratings keeps int(len * fraction) out, which must come to n_heldout exactly
+    new_train, new_val = split_ratings(new, (n_heldout + 0.5) / len(new), cfg.seed + round_number)
     heldout_keys = set(zip(new_val.prompt, new_val.answer_a, new_val.answer_b))
     earlier = ratings_to_examples(earlier_records)
     earlier = earlier[[(p, a, b) not in heldout_keys for p, a, b in

@@ -149,3 +149,9 @@ def test_a_policy_that_always_writes_the_same_two_answers_cannot_crash_a_round(m
     assert len(ids) == len(set(ids)) <= 2 * len(questions)
     records = simulated_ratings(pairs + pairs, IterateConfig.for_mode(quick=True), 1)
     assert sorted(r["pair_id"] for r in records) == sorted(ids)
+
+
+def test_a_round_with_fewer_than_two_rated_pairs_says_what_to_do(round_one):
+    cfg, _, new = round_one
+    with pytest.raises(ValueError, match="Round 3 has 1 rated pair.*pairs_per_round"):
+        retrain_reward_model(None, None, new, new[:1], cfg, RewardConfig.for_mode(quick=True), 3)
