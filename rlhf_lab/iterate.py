@@ -139,8 +139,9 @@ def retrain_reward_model(reward_model, rm_tokenizer, earlier_records: list[dict]
     round_cfg = replace(reward_cfg, max_steps=cfg.reward_steps, lr=cfg.reward_lr,
                         warmup_steps=min(reward_cfg.warmup_steps, cfg.reward_steps),
                         eval_every=cfg.reward_steps, seed=cfg.seed + round_number)
-    train_reward_model(reward_model, rm_tokenizer, train, new_val, round_cfg, progress=progress)
-    after = pair_fit(reward_model, rm_tokenizer, new_val)
+    history = train_reward_model(reward_model, rm_tokenizer, train, new_val, round_cfg,
+                                 progress=progress)
+    after = history.iloc[-1]                 # its last row measures new_val after training
     prompts = list(new.prompt) + list(new.prompt)
     answers = list(new.answer_a) + list(new.answer_b)
     set_normalisation(reward_model, *reward_stats(reward_model, rm_tokenizer, prompts, answers))
@@ -148,7 +149,7 @@ def retrain_reward_model(reward_model, rm_tokenizer, earlier_records: list[dict]
     return {"new_pairs": len(new), "train_pairs": len(earlier) + len(new_train),
             "heldout_new_pairs": len(new_val), "noise_ceiling": ceiling,
             "rm_accuracy_before": before["accuracy"], "rm_loss_before": before["loss"],
-            "rm_accuracy_after": after["accuracy"], "rm_loss_after": after["loss"]}
+            "rm_accuracy_after": after["val_accuracy"], "rm_loss_after": after["val_loss"]}
 
 
 @dataclass

@@ -211,20 +211,20 @@ def ordering_accuracy(r_a: torch.Tensor, r_b: torch.Tensor, target: torch.Tensor
     return right[decided].float().mean().item() if decided.any() else float("nan")
 
 
-def pair_accuracy(model, tokenizer, examples: pd.DataFrame) -> float:
-    """Share of decided (non-tie) pairs that the reward orders as the rater chose."""
-    r_a, r_b = pair_rewards(model, tokenizer, examples)
-    return ordering_accuracy(r_a, r_b, torch.tensor(examples["target"].to_numpy()))
-
-
 def pair_fit(model, tokenizer, examples: pd.DataFrame) -> dict:
-    """How well the reward model fits rated pairs it may never have seen: `accuracy`
-    (as `pair_accuracy`) and `loss` (the mean Bradley-Terry loss, ties included), from one
-    scoring pass. Chapter 09 measures a reward model with it before and after retraining."""
+    """How well the reward model fits rated pairs it may never have seen, from one scoring
+    pass: `accuracy`, the share of decided (non-tie) pairs it orders as the rater chose, and
+    `loss`, the mean Bradley-Terry loss (ties included). Training measures its held-out pairs
+    with it; chapter 09 measures a reward model before and after retraining."""
     r_a, r_b = pair_rewards(model, tokenizer, examples)
     target = torch.tensor(examples["target"].to_numpy())
     return {"accuracy": ordering_accuracy(r_a, r_b, target),
             "loss": preference_loss(r_a, r_b, target).item()}
+
+
+def pair_accuracy(model, tokenizer, examples: pd.DataFrame) -> float:
+    """Share of decided (non-tie) pairs that the reward orders as the rater chose."""
+    return pair_fit(model, tokenizer, examples)["accuracy"]
 
 
 def noise_ceiling(examples: pd.DataFrame,
@@ -277,7 +277,6 @@ def train_reward_model(model, tokenizer, train_examples: pd.DataFrame, val_examp
     optimizer = make_optimizer(model, cfg)
     generator = torch.Generator().manual_seed(cfg.seed)
     max_tokens = context_length(model)
-    val_target = torch.tensor(val_examples["target"].to_numpy())
     history, losses, accuracies = [], [], []
     model.train()
     bar = tqdm(range(cfg.max_steps), desc="training the reward model",
@@ -298,11 +297,10 @@ def train_reward_model(model, tokenizer, train_examples: pd.DataFrame, val_examp
         accuracies.append(distributed.mean(
             ordering_accuracy(r_a.detach().cpu(), r_b.detach().cpu(), target.cpu())))
         if (step + 1) % cfg.eval_every == 0 or step == cfg.max_steps - 1:
-            val_a, val_b = pair_rewards(model, tokenizer, val_examples)
+            val = pair_fit(model, tokenizer, val_examples)
             history.append({"step": step + 1, "train_loss": sum(losses) / len(losses),
                             "train_accuracy": pd.Series(accuracies).mean(),
-                            "val_loss": preference_loss(val_a, val_b, val_target).item(),
-                            "val_accuracy": ordering_accuracy(val_a, val_b, val_target), "lr": lr})
+                            "val_loss": val["loss"], "val_accuracy": val["accuracy"], "lr": lr})
             losses, accuracies = [], []
             bar.set_postfix(loss=f"{history[-1]['val_loss']:.3f}",
                             accuracy=f"{history[-1]['val_accuracy']:.2f}")
