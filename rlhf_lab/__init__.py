@@ -18,6 +18,8 @@ The learner's index, chapter by chapter (a notebook shows the source of what it 
     08 DPO                dpo
     09 the loop           iterate, class_ratings (a class's ratings merged and measured),
                           class_app (the class rating app)
+    10 beyond PPO         critic_free (REINFORCE, RLOO, GRPO), critic_free_stage (their loop,
+                          the verifiable reward and the stages)
     command line          cli (`python -m rlhf_lab <stage>`), causal_lm (any causal LM),
                           distributed (several devices)
 

@@ -168,7 +168,8 @@ def main(argv: list[str] | None = None):
             _fail(sub, f"{error}\nFrom the command line: {how} add --build-missing to build "
                        "it now in quick mode.")
         if distributed.is_main_process():
-            print(f"wrote {artifacts.artifact_path(stage.artifact)}")
+            written = getattr(result, "name", None) or stage.artifact   # grpo --reward both: grpo_both
+            print(f"wrote {artifacts.artifact_path(written)}")
             history = getattr(result, "history", None)
             if history is not None and len(history):
                 print(history.tail(1).to_string(index=False))

@@ -102,6 +102,19 @@ def reinforce_loss(logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch
     return aggregate(-advantages.unsqueeze(-1) * logprobs, mask, how)
 
 
+def clipped_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
+                 mask: torch.Tensor, cliprange: float, how: str = "sequence") -> torch.Tensor:
+    """PPO's clipped surrogate (ppo.policy_loss) with one advantage per answer (batch,),
+    broadcast to its tokens, aggregated (`aggregate`). What RLOO and REINFORCE minimise when
+    they take several steps on one batch: at the first step the ratio is 1 and this is
+    `reinforce_loss`'s gradient; after it, the ratio keeps each step near the sampling policy."""
+    ratio = torch.exp(logprobs - old_logprobs)
+    advantages = advantages.unsqueeze(-1)                          # (batch, 1)
+    surrogate = torch.max(-advantages * ratio,
+                          -advantages * torch.clamp(ratio, 1.0 - cliprange, 1.0 + cliprange))
+    return aggregate(surrogate, mask, how)
+
+
 def grpo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, ref_logprobs: torch.Tensor,
               advantages: torch.Tensor, mask: torch.Tensor, cliprange: float, kl_coef: float,
               how: str = "sequence") -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,12 +126,9 @@ def grpo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, ref_logprobs: 
     At the first step on a batch the ratio is 1 and GRPO's advantages average 0 within each
     prompt, so the surrogate term is near 0 while its gradient, sum of A * grad log pi, is not.
     """
-    ratio = torch.exp(logprobs - old_logprobs)
-    advantages = advantages.unsqueeze(-1)                          # (batch, 1)
-    surrogate = torch.max(-advantages * ratio,
-                          -advantages * torch.clamp(ratio, 1.0 - cliprange, 1.0 + cliprange))
     kl = k3(logprobs, ref_logprobs)                                # (batch, seq)
-    loss = aggregate(surrogate + kl_coef * kl, mask, how)
+    loss = (clipped_loss(logprobs, old_logprobs, advantages, mask, cliprange, how)
+            + kl_coef * aggregate(kl, mask, how))                  # aggregate is linear
     with torch.no_grad():
         mean_kl = aggregate(kl, mask, "token")
     return loss, mean_kl

@@ -306,20 +306,21 @@ def forward_policy_and_values(policy, value_head: ValueHead, sequences: torch.Te
     Returns logprobs, values: (batch, answer_len) each; entry t belongs to answer token t.
     Gradients flow; the caller chooses torch.no_grad.
     """
-    logprobs, values, _ = _policy_step_outputs(policy, value_head, sequences, attention_mask,
+    logprobs, values, _ = policy_step_outputs(policy, value_head, sequences, attention_mask,
                                                prompt_length, temperature)
     return logprobs, values
 
 
-def _policy_step_outputs(policy, value_head, sequences, attention_mask, prompt_length,
+def policy_step_outputs(policy, value_head, sequences, attention_mask, prompt_length,
                          temperature):
-    """logprobs, values, entropy: (batch, answer_len) each (entropy over the vocabulary)."""
+    """logprobs, values, entropy: (batch, answer_len) each (entropy over the vocabulary);
+    values is None without a value head (the critic-free methods, critic_free_stage.py)."""
     logits, states = _answer_forward(policy, sequences, attention_mask, prompt_length,
                                      temperature)
     logp_all = torch.log_softmax(logits, dim=-1)                   # (batch, answer_len, vocab)
     logprobs = logp_all.gather(-1, sequences[:, prompt_length:, None]).squeeze(-1)
     entropy = -(logp_all.exp() * logp_all).sum(-1)                 # (batch, answer_len)
-    return logprobs, value_head(states), entropy
+    return logprobs, (value_head(states) if value_head is not None else None), entropy
 
 
 def answers_ended(answer_tokens: torch.Tensor, answer_mask: torch.Tensor,
@@ -466,7 +467,7 @@ def ppo_update(policy, value_head: ValueHead, optimizer: torch.optim.Optimizer,
             rows = order[start:start + minibatch_size]
             mask = rollout.answer_mask[rows].float()               # (mb, answer_len)
             with distributed.autocast():
-                logprobs, values, entropy = _policy_step_outputs(
+                logprobs, values, entropy = policy_step_outputs(
                     policy, value_head, rollout.sequences[rows], rollout.attention_mask[rows],
                     rollout.prompt_length, cfg.temperature)        # (mb, answer_len) each
             pg_loss, clipfrac, approx_kl = policy_loss(

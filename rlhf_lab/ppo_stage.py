@@ -61,19 +61,41 @@ def train_ppo(policy, value_head: ValueHead, reference, reward_model, rm_tokeniz
 
     Row 0 is the starting policy (held-out measurements only). Columns: iteration, lr,
     the metrics of `ppo_iteration` (score, kl, kl_coef, entropy, clipfrac, approx_kl, ...),
-    seconds, and, every cfg.eval_every iterations and at the end, gold (mean gold total on
-    `eval_questions`, one answer each sampled with the report card's first seed,
-    `evaluation.SEEDS[0]`) with gold_low and gold_high (its 95 % CI over questions),
-    heldout_reward (mean reward-model score of those answers) and heldout_kl (their mean KL
-    from the reference, nats per answer).
+    seconds, and the held-out measurements of `rl_loop` (gold, gold_low, gold_high,
+    heldout_reward, heldout_kl) every cfg.eval_every iterations and at the end.
     `live_plot(history)` is called after every iteration.
     """
     seed_everything(cfg.seed)
     optimizer = make_ppo_optimizer(policy, value_head, cfg)
     kl_controller = make_kl_controller(cfg)
-    sampler = random.Random(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
 
+    def iteration(batch: list) -> dict:
+        return ppo_iteration(policy, value_head, reference, reward_model, rm_tokenizer,
+                             tokenizer, batch, optimizer, kl_controller, cfg, generator)
+    return rl_loop(policy, tokenizer, reference, reward_model, rm_tokenizer, train_questions,
+                   eval_questions, cfg, optimizer, iteration, batch_size=cfg.batch_size,
+                   desc="PPO", live_plot=live_plot, progress=progress)
+
+
+def rl_loop(policy, tokenizer, reference, reward_model, rm_tokenizer, train_questions,
+            eval_questions, cfg, optimizer: torch.optim.Optimizer, iteration, *,
+            batch_size: int, desc: str, live_plot=None, progress: bool = True
+            ) -> tuple[pd.DataFrame, dict[int, pd.DataFrame]]:
+    """The loop PPO (chapter 06) and the critic-free methods (chapter 10) share: cfg.steps
+    times, set the learning rate (`lr_at_iteration`: cfg.lr, cfg.lr_schedule, cfg.steps),
+    draw `batch_size` training questions (each once while there are enough; seeded by
+    cfg.seed) and call `iteration(batch)` for that iteration's metrics.
+
+    Every cfg.eval_every iterations, at the end and before the first, the policy answers
+    `eval_questions` once each, sampled with the report card's first seed
+    (`evaluation.SEEDS[0]`), graded by the gold scorer: columns gold with gold_low and
+    gold_high (its 95 % CI over questions), heldout_reward (mean reward-model score of those
+    answers) and heldout_kl (their mean KL from the reference, nats per answer). Returns the
+    metrics, one row per iteration (row 0: the starting policy), and the graded answers of
+    every measurement by iteration. `live_plot(history)` is called after every iteration.
+    """
+    sampler = random.Random(cfg.seed)
     graded: dict[int, pd.DataFrame] = {}
 
     def measure(row: dict) -> None:
@@ -86,15 +108,14 @@ def train_ppo(policy, value_head: ValueHead, reference, reward_model, rm_tokeniz
 
     rows = [{"iteration": 0}]
     measure(rows[0])
-    for i in tqdm(range(cfg.steps), desc="PPO", disable=not progress):
+    for i in tqdm(range(cfg.steps), desc=desc, disable=not progress):
         lr = lr_at_iteration(i, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        batch = sampler.sample(train_questions, min(cfg.batch_size, len(train_questions)))
-        batch += sampler.choices(train_questions, k=cfg.batch_size - len(batch))
+        batch = sampler.sample(train_questions, min(batch_size, len(train_questions)))
+        batch += sampler.choices(train_questions, k=batch_size - len(batch))
         start = time.perf_counter()
-        stats = ppo_iteration(policy, value_head, reference, reward_model, rm_tokenizer,
-                              tokenizer, batch, optimizer, kl_controller, cfg, generator)
+        stats = iteration(batch)
         row = {"iteration": i + 1, "lr": lr, **stats, "seconds": time.perf_counter() - start}
         if (i + 1) % cfg.eval_every == 0 or i + 1 == cfg.steps:
             measure(row)

@@ -57,6 +57,14 @@ STAGES = [
           "artifact"),
     Stage("iterated", "09_iterate", "iterate", "rlhf_lab.iterate:run_iterate",
           "rlhf_lab.iterate:IterateConfig"),
+    Stage("grpo", "10_beyond_ppo", "grpo", "rlhf_lab.critic_free_stage:run_grpo",
+          "rlhf_lab.critic_free_stage:GRPOConfig",
+          "starts the policy and its frozen reference from that model instead of the 'sft' "
+          "artifact; the reward model stays the 'reward_model' artifact"),
+    Stage("rloo", "10_beyond_ppo", "rloo", "rlhf_lab.critic_free_stage:run_rloo",
+          "rlhf_lab.critic_free_stage:RLOOConfig",
+          "starts the policy and its frozen reference from that model instead of the 'sft' "
+          "artifact; the reward model stays the 'reward_model' artifact"),
 ]
 BY_ARTIFACT = {stage.artifact: stage for stage in STAGES}
 BY_COMMAND = {stage.command: stage for stage in STAGES}

@@ -23,6 +23,8 @@ from transformers import AutoModelForSequenceClassification, GPT2Config, GPT2LMH
 from rlhf_lab import artifacts, distributed
 from rlhf_lab.causal_lm import load_causal_lm
 from rlhf_lab.config import seed_everything
+from rlhf_lab.critic_free import grpo_advantages
+from rlhf_lab.critic_free_stage import GroupRollout, GRPOConfig, critic_free_update
 from rlhf_lab.pretraining import PretrainConfig
 from rlhf_lab.reward_model import RewardConfig
 from rlhf_lab.ppo import (
@@ -55,6 +57,9 @@ REWARD = RewardConfig(batch_size=8, max_steps=4, warmup_steps=1, eval_every=2, l
 # optimise on the same answers in every step, whatever order each process draws them in
 PPO = PPOConfig(batch_size=8, minibatch_size=8, ppo_epochs=3, max_new_tokens=6, lr=1e-3,
                 kl_coef=0.1, target_kl=6.0)
+# the same 8 answers read as 4 questions x 2 answers: each process holds 2 whole groups
+GRPO = GRPOConfig(prompts=4, k=2, minibatch_size=8, ppo_epochs=3, max_new_tokens=6, lr=1e-3,
+                  kl_coef=0.1)
 
 
 def prepare(job_dir: Path) -> None:
@@ -137,6 +142,26 @@ def ppo_update_job(job_dir: Path) -> dict:
     return {"params": _params(policy, value_head), "stats": stats}
 
 
+def grpo_update_job(job_dir: Path) -> dict:
+    """critic_free_update with GRPO's loss (chapter 10) on this process's share of the fixed
+    rollout, its 8 answers read as 4 groups of 2."""
+    policy, _, _ = _policy_and_value_head(job_dir)
+    saved = torch.load(job_dir / "rollout.pt")
+    rows = distributed.shard(range(PPO.batch_size))
+    advantages = grpo_advantages(saved["scores"], GRPO.k)
+
+    def cut(value):
+        return value[rows.start:rows.stop]
+    rollout = GroupRollout(
+        cut(saved["questions"]), cut(saved["answers"]), cut(saved["sequences"]),
+        cut(saved["attention_mask"]), cut(saved["answer_mask"]), saved["prompt_length"],
+        cut(saved["logprobs"]), cut(saved["ref_logprobs"]), cut(saved["scores"]),
+        cut(saved["kl"].sum(-1)), cut(advantages), cut(saved["ended"]))
+    optimizer = torch.optim.Adam(policy.parameters(), lr=GRPO.lr, eps=1e-5)
+    stats = critic_free_update(policy, optimizer, rollout, GRPO, torch.Generator().manual_seed(0))
+    return {"params": _params(policy), "stats": stats}
+
+
 def ppo_iteration_job(job_dir: Path) -> dict:
     """One whole ppo_iteration: each process samples, scores and updates on its share."""
     policy, value_head, tokenizer = _policy_and_value_head(job_dir)
@@ -174,7 +199,7 @@ def bf16_job(job_dir: Path) -> dict:
 
 
 JOBS = {"pretrain": pretrain_job, "reward": reward_job, "ppo_update": ppo_update_job,
-        "ppo_iteration": ppo_iteration_job}
+        "grpo_update": grpo_update_job, "ppo_iteration": ppo_iteration_job}
 
 
 if __name__ == "__main__":

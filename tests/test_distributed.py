@@ -1,7 +1,7 @@
 """The training loops under `accelerate launch` (rlhf_lab.distributed): launched on 2 CPU
-processes (gloo), pretraining (`train_lm`), the reward-model loop and a PPO update end with
-identical parameters on both processes, equal to a single-process run at the same global batch
-within float32 rounding; a whole PPO iteration keeps both processes identical; one process
+processes (gloo), pretraining (`train_lm`), the reward-model loop, a PPO update and a GRPO
+update end with identical parameters on both processes, equal to a single-process run at the
+same global batch within float32 rounding; a whole PPO iteration keeps both processes identical; one process
 writes the artifact; bf16 mixed precision runs the forward passes in bfloat16.
 
 The jobs live in tests/distributed_worker.py. About 15 s on 2 cores: two launches (2 processes
@@ -79,6 +79,7 @@ def test_the_helpers_split_average_and_gather_over_two_processes(runs):
     # the learning rate in a direction the loss cannot see. It is left out.
     ("reward", ("ln_f.bias",)),
     ("ppo_update", ()),
+    ("grpo_update", ()),
 ])
 def test_two_processes_end_identical_and_match_one_process(runs, job, skip):
     job_dir, single, ranks, seconds = runs
@@ -91,7 +92,7 @@ def test_two_processes_end_identical_and_match_one_process(runs, job, skip):
     start = worker.starting_params(job_dir, job)
     moved = largest_difference(single[job]["params"], start, skip)
     assert moved > 20 * TOLERANCE, moved
-    metrics = "stats" if job == "ppo_update" else "train_loss"
+    metrics = "stats" if job.endswith("_update") else "train_loss"
     assert first[metrics] == second[metrics]                     # gathered: the same on both
     assert first[metrics] == pytest.approx(single[job][metrics], rel=1e-5)
 
