@@ -35,7 +35,6 @@ from .evaluation import curve_questions, evaluate_model
 from .gold import score_correct
 from .kl import sequence_kl
 from .ppo import (
-    GRAD_CLIP,
     PPOConfig,
     ValueHead,
     answer_logprobs,
@@ -44,6 +43,9 @@ from .ppo import (
     gae,
     make_rollout,
     masked_mean,
+    masked_var,
+    minibatches,
+    optimizer_step,
     policy_step_outputs,
 )
 from .ppo_stage import load_ppo_models, rl_loop, train_ppo
@@ -249,48 +251,39 @@ def critic_free_update(policy, optimizer: torch.optim.Optimizer, rollout: GroupR
     entropy (nats per token) and, for GRPO, kl_in_loss (mean k3 per token)."""
     policy.eval()                                  # no dropout: the first ratio is exactly 1
     params = list(policy.parameters())
-    n = len(rollout)
-    minibatch_size = distributed.local_size(cfg.minibatch_size, "minibatch_size")
     sums: dict[str, float] = {}
     steps = 0
-    for epoch in range(cfg.ppo_epochs):
-        order = torch.randperm(n, generator=generator).to(rollout.sequences.device)
-        for start in range(0, n, minibatch_size):
-            rows = order[start:start + minibatch_size]
-            mask = rollout.answer_mask[rows].float()               # (mb, answer_len)
-            with distributed.autocast():
-                logprobs, _, entropy = policy_step_outputs(
-                    policy, None, rollout.sequences[rows], rollout.attention_mask[rows],
-                    rollout.prompt_length, cfg.temperature)        # (mb, answer_len) each
-            old, advantages = rollout.logprobs[rows], rollout.advantages[rows]
-            stats = {}
-            if isinstance(cfg, GRPOConfig):
-                loss, stats["kl_in_loss"] = grpo_loss(
-                    logprobs, old, rollout.ref_logprobs[rows], advantages, mask, cfg.cliprange,
-                    cfg.kl_coef, cfg.loss_aggregation)
-            else:
-                loss = clipped_loss(logprobs, old, advantages, mask, cfg.cliprange,
-                                    cfg.loss_aggregation)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(
-                    f"The {type(cfg).method.upper()} loss became {loss.item()} (epoch {epoch}, "
-                    f"minibatch {start // minibatch_size}). Lower cfg.lr (now {cfg.lr:.2g}, "
-                    f"try {cfg.lr / 3:.1g}) or raise cfg.kl_coef (now {cfg.kl_coef:g}).")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            distributed.average_gradients(params)
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP)
-            optimizer.step()
-            with torch.no_grad():
-                log_ratio = logprobs.detach() - old
-                stats.update(loss=loss.detach(), grad_norm=grad_norm,
-                             clipfrac=masked_mean(((log_ratio.exp() - 1).abs()
-                                                   > cfg.cliprange).float(), mask),
-                             approx_kl=masked_mean(0.5 * log_ratio ** 2, mask),
-                             entropy=masked_mean(entropy.detach(), mask))
-            for key, value in stats.items():
-                sums[key] = sums.get(key, 0.0) + float(value)
-            steps += 1
+    for epoch, index, rows in minibatches(len(rollout), cfg, generator, rollout.sequences.device):
+        mask = rollout.answer_mask[rows].float()                   # (mb, answer_len)
+        with distributed.autocast():
+            logprobs, _, entropy = policy_step_outputs(
+                policy, None, rollout.sequences[rows], rollout.attention_mask[rows],
+                rollout.prompt_length, cfg.temperature)            # (mb, answer_len) each
+        old, advantages = rollout.logprobs[rows], rollout.advantages[rows]
+        stats = {}
+        if isinstance(cfg, GRPOConfig):
+            loss, stats["kl_in_loss"] = grpo_loss(
+                logprobs, old, rollout.ref_logprobs[rows], advantages, mask, cfg.cliprange,
+                cfg.kl_coef, cfg.loss_aggregation)
+        else:
+            loss = clipped_loss(logprobs, old, advantages, mask, cfg.cliprange,
+                                cfg.loss_aggregation)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"The {type(cfg).method.upper()} loss became {loss.item()} (epoch {epoch}, "
+                f"minibatch {index}). Lower cfg.lr (now {cfg.lr:.2g}, try {cfg.lr / 3:.1g}) "
+                f"or raise cfg.kl_coef (now {cfg.kl_coef:g}).")
+        grad_norm = optimizer_step(optimizer, loss, params)
+        with torch.no_grad():
+            log_ratio = logprobs.detach() - old
+            stats.update(loss=loss.detach(), grad_norm=grad_norm,
+                         clipfrac=masked_mean(((log_ratio.exp() - 1).abs()
+                                               > cfg.cliprange).float(), mask),
+                         approx_kl=masked_mean(0.5 * log_ratio ** 2, mask),
+                         entropy=masked_mean(entropy.detach(), mask))
+        for key, value in stats.items():
+            sums[key] = sums.get(key, 0.0) + float(value)
+        steps += 1
     return {key: distributed.mean(total / steps) for key, total in sums.items()}
 
 
@@ -449,42 +442,56 @@ def run_matched_ppo(cfg: PPOConfig, name: str = "ppo_short", save: bool = True, 
                       history, after, seconds)
 
 
+def baseline_advantages(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, k: int,
+                        lam: float) -> dict[str, torch.Tensor]:
+    """Per-token advantages of one batch under five baselines, from per-token rewards, the value
+    head's values and the mask, all (batch, seq) with the k answers of a question in
+    consecutive rows (gamma 1). G_t is the return from token t to the end of the answer.
+
+    none: G_t; batch mean (REINFORCE): G_t - the batch's mean G_0; RLOO: G_t - the mean G_0 of
+    the other k - 1 answers to the question; value head: G_t - V(s_t) (Monte Carlo); GAE with
+    `lam`, as PPO computes it (ppo.gae). Each (batch, seq), 0 after the answer's end."""
+    mask = mask.float()
+    returns, _ = gae(rewards, torch.zeros_like(values), mask, 1.0, 1.0)   # G_t
+    total = returns[:, 0]                                          # (batch,) G_0, whole answer
+    groups = total.view(-1, k)
+    others = ((groups.sum(-1, keepdim=True) - groups) / (k - 1)).reshape(-1)
+    gae_advantages, _ = gae(rewards, values, mask, 1.0, lam)
+    return {
+        "none: G_t": returns,
+        "batch mean (REINFORCE)": (returns - total.mean()) * mask,
+        "other answers, same question (RLOO)": (returns - others[:, None]) * mask,
+        "value head: G_t - V(s_t)": (returns - values) * mask,
+        f"value head, GAE (lambda {lam:g})": gae_advantages,
+    }
+
+
 @torch.no_grad()
 def advantage_spread(ppo: MatchedPPO, questions: list[Question], k: int = 4,
                      seed: int = 0) -> pd.DataFrame:
-    """What the value head buys: the size of each token's advantage under five baselines, on
-    the same k answers to each question sampled from the PPO policy, with PPO's per-token
-    rewards (KL penalty at its last beta, the score at the last token).
+    """What the value head buys: the size of each token's advantage under the five baselines
+    of `baseline_advantages`, on the same k answers to each question sampled from the PPO
+    policy, with PPO's per-token rewards (KL penalty at its last beta, the score at the last
+    token) and its value head's values.
 
-    G_t is the return from token t to the end. The advantages: G_t itself (no baseline);
-    G_t - the batch's mean return (REINFORCE); G_t - the mean return of the other k - 1
-    answers to the question (RLOO); G_t - V(s_t), the value head's prediction (PPO's critic,
-    Monte Carlo); and GAE with PPO's lambda. Returns, per baseline, the root mean square
-    (rms: the smaller, the less noise in the policy gradient) and the mean over tokens."""
+    Returns, per baseline, the root mean square (rms: the smaller, the less noise in the
+    policy gradient), the mean over tokens, the rms relative to no baseline, and the share of
+    the returns' variance the baseline explains, 1 - Var(advantage) / Var(G_t) (for the value
+    head: the "explained variance" PPO implementations log; a constant baseline explains 0)."""
     seed_everything(seed)
     rows = [q for q in questions for _ in range(k)]
-    cfg = ppo.cfg
     kl_coef = float(ppo.history.next_kl_coef.dropna().iloc[-1])
     rollout = make_rollout(ppo.policy, ppo.value_head, ppo.reference, ppo.reward_model,
-                           ppo.rm_tokenizer, ppo.tokenizer, rows, cfg, kl_coef)
+                           ppo.rm_tokenizer, ppo.tokenizer, rows, ppo.cfg, kl_coef)
     mask = rollout.answer_mask.float()
-    returns, _ = gae(rollout.rewards, torch.zeros_like(rollout.values), mask, 1.0, 1.0)
-    total = returns[:, 0]                                          # (batch,) whole answer
-    groups = total.view(-1, k)
-    others = ((groups.sum(-1, keepdim=True) - groups) / (k - 1)).reshape(-1)
-    gae_advantages, _ = gae(rollout.rewards, rollout.values, mask, cfg.gamma, cfg.lam)
-    baselines = {
-        "none: G_t": returns,
-        "batch mean (REINFORCE)": returns - total.mean(),
-        "other answers, same question (RLOO)": returns - others[:, None],
-        "value head: G_t - V(s_t)": returns - rollout.values,
-        f"value head, GAE (lambda {cfg.lam:g})": gae_advantages,
-    }
+    baselines = baseline_advantages(rollout.rewards, rollout.values, mask, k, ppo.cfg.lam)
+    spread_of_returns = masked_var(baselines["none: G_t"], mask)
     out = []
     for name, advantages in baselines.items():
         out.append({"baseline": name,
                     "rms": float(masked_mean(advantages ** 2, mask).sqrt()),
-                    "mean": float(masked_mean(advantages, mask))})
+                    "mean": float(masked_mean(advantages, mask)),
+                    "explains": float(1 - masked_var(advantages, mask) / spread_of_returns)})
     frame = pd.DataFrame(out).set_index("baseline")
-    frame["rms vs none"] = frame["rms"] / frame["rms"].iloc[0]
+    frame.insert(2, "rms vs none", frame["rms"] / frame["rms"].iloc[0])
     return frame

@@ -443,6 +443,29 @@ def make_rollout(policy, value_head: ValueHead, reference, reward_model, rm_toke
                    ended, rewards, advantages, returns, kl, float(kl_coef))
 
 
+def minibatches(n: int, cfg, generator: torch.Generator | None = None, device=None):
+    """The rows of every optimiser step of one update: cfg.ppo_epochs passes over n rows, each
+    in a fresh random order (drawn from `generator`), cut into minibatches of this process's
+    share of cfg.minibatch_size. Yields (epoch, minibatch of the epoch, rows)."""
+    size = distributed.local_size(cfg.minibatch_size, "minibatch_size")
+    for epoch in range(cfg.ppo_epochs):
+        order = torch.randperm(n, generator=generator).to(device)
+        for start in range(0, n, size):
+            yield epoch, start // size, order[start:start + size]
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params: list
+                   ) -> torch.Tensor:
+    """One step on `loss`: gradients averaged over the processes (distributed.py), their
+    norm clipped to GRAD_CLIP, then the optimiser's step. Returns the norm before clipping."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    distributed.average_gradients(params)
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP)
+    optimizer.step()
+    return grad_norm
+
+
 def ppo_update(policy, value_head: ValueHead, optimizer: torch.optim.Optimizer,
                rollout: Rollout, cfg: PPOConfig, generator: torch.Generator | None = None
                ) -> dict[str, float]:
@@ -457,42 +480,33 @@ def ppo_update(policy, value_head: ValueHead, optimizer: torch.optim.Optimizer,
     """
     policy.eval()
     params = list(policy.parameters()) + list(value_head.parameters())
-    n = len(rollout)
-    minibatch_size = distributed.local_size(cfg.minibatch_size, "minibatch_size")
     sums: dict[str, float] = {}
     steps = 0
-    for epoch in range(cfg.ppo_epochs):
-        order = torch.randperm(n, generator=generator).to(rollout.sequences.device)
-        for start in range(0, n, minibatch_size):
-            rows = order[start:start + minibatch_size]
-            mask = rollout.answer_mask[rows].float()               # (mb, answer_len)
-            with distributed.autocast():
-                logprobs, values, entropy = policy_step_outputs(
-                    policy, value_head, rollout.sequences[rows], rollout.attention_mask[rows],
-                    rollout.prompt_length, cfg.temperature)        # (mb, answer_len) each
-            pg_loss, clipfrac, approx_kl = policy_loss(
-                logprobs, rollout.logprobs[rows], rollout.advantages[rows], mask, cfg.cliprange)
-            vf_loss, vf_clipfrac = value_loss(values, rollout.values[rows],
-                                              rollout.returns[rows], mask, cfg.cliprange_value)
-            loss = pg_loss + cfg.vf_coef * vf_loss
-            if not torch.isfinite(loss):
-                what = "policy loss" if not torch.isfinite(pg_loss) else "value loss"
-                raise TrainingDiverged(
-                    f"The PPO {what} became {loss.item()} (epoch {epoch}, minibatch "
-                    f"{start // minibatch_size}, kl_coef {rollout.kl_coef:.3g}). Lower "
-                    f"cfg.lr (now {cfg.lr:.2g}, try {cfg.lr / 3:.1g}) or raise cfg.kl_coef so "
-                    f"the policy stays nearer its reference.")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            distributed.average_gradients(params)
-            torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP)
-            optimizer.step()
-            stats = {"policy_loss": pg_loss, "value_loss": vf_loss, "clipfrac": clipfrac,
-                     "value_clipfrac": vf_clipfrac, "approx_kl": approx_kl,
-                     "entropy": masked_mean(entropy.detach(), mask)}
-            for key, value in stats.items():
-                sums[key] = sums.get(key, 0.0) + float(value.detach())
-            steps += 1
+    for epoch, index, rows in minibatches(len(rollout), cfg, generator, rollout.sequences.device):
+        mask = rollout.answer_mask[rows].float()                   # (mb, answer_len)
+        with distributed.autocast():
+            logprobs, values, entropy = policy_step_outputs(
+                policy, value_head, rollout.sequences[rows], rollout.attention_mask[rows],
+                rollout.prompt_length, cfg.temperature)            # (mb, answer_len) each
+        pg_loss, clipfrac, approx_kl = policy_loss(
+            logprobs, rollout.logprobs[rows], rollout.advantages[rows], mask, cfg.cliprange)
+        vf_loss, vf_clipfrac = value_loss(values, rollout.values[rows],
+                                          rollout.returns[rows], mask, cfg.cliprange_value)
+        loss = pg_loss + cfg.vf_coef * vf_loss
+        if not torch.isfinite(loss):
+            what = "policy loss" if not torch.isfinite(pg_loss) else "value loss"
+            raise TrainingDiverged(
+                f"The PPO {what} became {loss.item()} (epoch {epoch}, minibatch {index}, "
+                f"kl_coef {rollout.kl_coef:.3g}). Lower cfg.lr (now {cfg.lr:.2g}, try "
+                f"{cfg.lr / 3:.1g}) or raise cfg.kl_coef so the policy stays nearer its "
+                f"reference.")
+        optimizer_step(optimizer, loss, params)
+        stats = {"policy_loss": pg_loss, "value_loss": vf_loss, "clipfrac": clipfrac,
+                 "value_clipfrac": vf_clipfrac, "approx_kl": approx_kl,
+                 "entropy": masked_mean(entropy.detach(), mask)}
+        for key, value in stats.items():
+            sums[key] = sums.get(key, 0.0) + float(value.detach())
+        steps += 1
     return {key: distributed.mean(total / steps) for key, total in sums.items()}
 
 

@@ -174,3 +174,26 @@ def test_dpo_runs_on_llama_from_the_command_line(llama_stages, monkeypatch):
     assert all(math.isfinite(v) for v in dpo.history[["val_loss", "margin"]].to_numpy().flatten())
     policy, _ = artifacts.load_model("dpo")
     assert type(policy).__name__ == "LlamaForCausalLM"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command, extra", [("grpo", ["--reward", "both"]),
+                                            ("rloo", ["--baseline", "batch_mean"])])
+def test_grpo_and_rloo_run_on_llama_from_the_command_line(llama_stages, monkeypatch, command,
+                                                          extra):
+    _, _, _, root = llama_stages
+    monkeypatch.setenv("RLHF_LAB_ARTIFACTS", str(root))
+    monkeypatch.setenv("RLHF_LAB_QUICK", "1")
+    result = main([command, "--model", str(artifacts.artifact_path("sft")), "--steps", "2",
+                   "--prompts", "2", "--k", "2", "--minibatch-size", "2",
+                   "--max-new-tokens", "8", "--eval-questions", "12", "--eval-every", "1",
+                   *extra])
+    history = result.history.iloc[1:]
+    assert len(history) == 2
+    assert all(math.isfinite(v) for v in history[["loss", "grad_norm", "score", "kl"]]
+               .to_numpy().flatten()), history
+    assert result.name == {"grpo": "grpo_both", "rloo": "reinforce"}[command]
+    policy, _ = artifacts.load_model(result.name)
+    assert type(policy).__name__ == "LlamaForCausalLM"
+    saved = json.loads((artifacts.require(result.name) / "rlhf_lab.json").read_text())["config"]
+    assert saved["method"] == command and saved["steps"] == 2

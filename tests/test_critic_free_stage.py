@@ -105,3 +105,22 @@ def test_quick_run_raises_the_gold_score_over_sft_at_bounded_kl(reward_trained, 
     folder = artifacts.require(result.cfg.name)
     assert (folder / "metrics.csv").exists()
 
+
+
+def test_baseline_advantages_against_hand_values():
+    from rlhf_lab.critic_free_stage import baseline_advantages
+    # one question, k = 2 answers: 2 tokens and 1 token; rewards per token, score at the end
+    rewards = torch.tensor([[-0.1, 1.0], [2.0, 0.0]])
+    values = torch.tensor([[0.5, 0.4], [0.3, 0.0]])
+    mask = torch.tensor([[1, 1], [1, 0]])
+    got = {name: a.flatten().tolist()
+           for name, a in baseline_advantages(rewards, values, mask, k=2, lam=0.5).items()}
+    # returns to go: answer 1: 0.9, 1.0; answer 2: 2.0; G_0 = 0.9 and 2.0, batch mean 1.45
+    assert got["none: G_t"] == pytest.approx([0.9, 1.0, 2.0, 0.0])
+    assert got["batch mean (REINFORCE)"] == pytest.approx([-0.55, -0.45, 0.55, 0.0])
+    assert got["other answers, same question (RLOO)"] == pytest.approx(
+        [0.9 - 2.0, 1.0 - 2.0, 2.0 - 0.9, 0.0])
+    assert got["value head: G_t - V(s_t)"] == pytest.approx([0.4, 0.6, 1.7, 0.0])
+    # GAE, gamma 1, lambda 0.5: answer 1: delta_1 = 1.0 - 0.4 = 0.6, delta_0 = -0.1 + 0.4 - 0.5
+    # = -0.2, A_0 = -0.2 + 0.5 * 0.6 = 0.1; answer 2: delta_0 = 2.0 - 0.3 = 1.7
+    assert got["value head, GAE (lambda 0.5)"] == pytest.approx([0.1, 0.6, 1.7, 0.0])
