@@ -31,6 +31,22 @@ def test_live_plot_draws_a_sparse_column_as_a_line_through_its_measurements():
     assert list(line.get_ydata()) == [1.0, 2.0, 3.0]
 
 
+def test_the_live_figure_redraws_at_measurements_and_at_the_end_not_every_iteration(monkeypatch):
+    from rlhf_lab import ppo_stage
+    graded = pd.DataFrame({"total": [1.0, 2.0], "reward": [0.0, 0.5], "kl": [0.1, 0.3]})
+    monkeypatch.setattr(ppo_stage, "evaluate_with_reward", lambda *args, **kwargs: graded)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    drawn = []
+    history, measured = ppo_stage.rl_loop(
+        None, None, None, None, None, list(range(100)), [], PPOConfig(steps=25, eval_every=10),
+        optimizer, lambda batch: {"score": float(len(batch))}, batch_size=4, desc="test",
+        live_plot=lambda h: drawn.append(int(h.iteration.iloc[-1])), progress=False)
+    # instant iterations: the 5-second clock never fires, so only measurements and the end draw
+    assert drawn == [10, 20, 25]
+    assert sorted(measured) == [0, 10, 20, 25] and len(history) == 26
+    assert history.gold.dropna().tolist() == [1.5] * 4 and history.score.iloc[1] == 4.0
+
+
 # --- a seeded quick-mode run on the session's quick SFT model and reward model -------------
 
 @pytest.fixture(scope="module")
