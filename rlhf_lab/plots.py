@@ -4,6 +4,7 @@ Taught in notebooks/01_pretraining.ipynb; every training chapter uses `LivePlot`
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -23,6 +24,17 @@ def save_figure(fig: plt.Figure, name: str) -> Path:
     path = figures_dir() / f"{name}.png"
     fig.savefig(path, dpi=110, bbox_inches="tight")
     return path
+
+
+LIVE_PLOT_SECONDS = 5.0   # the least time between two redraws of a live figure in a loop
+
+
+def redraw_due(last_drawn: float | None, final: bool = False) -> bool:
+    """Whether a training loop should redraw its live figure now: on its first call, on a
+    final one (the end, or a measurement the loop wants seen at once), and otherwise once
+    LIVE_PLOT_SECONDS have passed since the last redraw (`last_drawn`, time.perf_counter()).
+    A redraw with its PNG costs about half a second, a third of a full-mode PPO iteration."""
+    return final or last_drawn is None or time.perf_counter() - last_drawn >= LIVE_PLOT_SECONDS
 
 
 def _in_notebook() -> bool:

@@ -28,7 +28,7 @@ from .evaluation import (
     evaluate_with_reward,
     mean_ci,
 )
-from .plots import LivePlot
+from .plots import LivePlot, redraw_due
 from .ppo import (
     PPOConfig,
     ValueHead,
@@ -39,8 +39,6 @@ from .ppo import (
 )
 from .reward_model import load_reward_model
 from .world import World
-
-LIVE_PLOT_SECONDS = 5.0   # between two redraws of the live figure, unless a measurement is new
 
 PANELS = {
     "reward-model reward": ["score"],
@@ -95,9 +93,9 @@ def rl_loop(policy, tokenizer, reference, reward_model, rm_tokenizer, train_ques
     gold_high (its 95 % CI over questions), heldout_reward (mean reward-model score of those
     answers) and heldout_kl (their mean KL from the reference, nats per answer). Returns the
     metrics, one row per iteration (row 0: the starting policy), and the graded answers of
-    every measurement by iteration. `live_plot(history)` redraws after every measurement, after
-    the last iteration, and in between at most every LIVE_PLOT_SECONDS (a redraw costs about
-    half a second, a third of a full-mode iteration).
+    every measurement by iteration. `live_plot(history)` is called after the first iteration,
+    every measurement and the last iteration, and in between at most every
+    `plots.LIVE_PLOT_SECONDS` (`plots.redraw_due`).
     """
     sampler = random.Random(cfg.seed)
     graded: dict[int, pd.DataFrame] = {}
@@ -112,7 +110,7 @@ def rl_loop(policy, tokenizer, reference, reward_model, rm_tokenizer, train_ques
 
     rows = [{"iteration": 0}]
     measure(rows[0])
-    drawn = time.perf_counter()
+    drawn = None                                   # when the live figure was last redrawn
     for i in tqdm(range(cfg.steps), desc=desc, disable=not progress):
         lr = lr_at_iteration(i, cfg)
         for group in optimizer.param_groups:
@@ -126,8 +124,7 @@ def rl_loop(policy, tokenizer, reference, reward_model, rm_tokenizer, train_ques
         if measured:
             measure(row)
         rows.append(row)
-        due = measured or time.perf_counter() - drawn >= LIVE_PLOT_SECONDS
-        if live_plot is not None and due:
+        if live_plot is not None and redraw_due(drawn, final=measured):
             live_plot(pd.DataFrame(rows))
             drawn = time.perf_counter()
     return pd.DataFrame(rows), graded

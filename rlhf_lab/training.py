@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from dataclasses import dataclass
 
 import pandas as pd
@@ -22,6 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import distributed
+from .plots import redraw_due
 
 IGNORE = -100  # label value that cross-entropy skips (padding, and prompts during SFT)
 
@@ -150,7 +152,8 @@ def train_lm(model: torch.nn.Module, train: LMData, val: LMData, cfg, *,
 
     Every cfg.eval_every steps (and at the end) one row is added to the history: the mean
     training loss since the last row, the held-out loss on `val`, and the learning rate.
-    `live_plot`, if given, is called with the history so far (see `rlhf_lab.plots`).
+    `live_plot`, if given, is called with the history so far after the first and the last
+    evaluation, and in between at most every `plots.LIVE_PLOT_SECONDS` (`plots.redraw_due`).
     """
     device = next(model.parameters()).device
     optimizer = make_optimizer(model, cfg)
@@ -158,6 +161,7 @@ def train_lm(model: torch.nn.Module, train: LMData, val: LMData, cfg, *,
     history, running, n_running = [], 0.0, 0
     model.train()
     bar = tqdm(range(cfg.max_steps), desc=desc, disable=not distributed.is_main_process())
+    drawn = None                                   # when the live figure was last redrawn
     for step in bar:
         lr = lr_at(step, cfg)
         idx = torch.randint(len(train), (cfg.batch_size,), generator=generator)
@@ -175,7 +179,8 @@ def train_lm(model: torch.nn.Module, train: LMData, val: LMData, cfg, *,
                             "val_loss": val_loss, "lr": lr})
             running, n_running = 0.0, 0
             bar.set_postfix(train=f"{history[-1]['train_loss']:.3f}", val=f"{val_loss:.3f}")
-            if live_plot is not None:
+            if live_plot is not None and redraw_due(drawn, final=last):
                 live_plot(pd.DataFrame(history))
+                drawn = time.perf_counter()
     model.eval()
     return pd.DataFrame(history)

@@ -41,8 +41,9 @@ def test_the_live_figure_redraws_at_measurements_and_at_the_end_not_every_iterat
         None, None, None, None, None, list(range(100)), [], PPOConfig(steps=25, eval_every=10),
         optimizer, lambda batch: {"score": float(len(batch))}, batch_size=4, desc="test",
         live_plot=lambda h: drawn.append(int(h.iteration.iloc[-1])), progress=False)
-    # instant iterations: the 5-second clock never fires, so only measurements and the end draw
-    assert drawn == [10, 20, 25]
+    # instant iterations: the 5-second clock never fires, so only the first iteration, the
+    # measurements and the end draw
+    assert drawn == [1, 10, 20, 25]
     assert sorted(measured) == [0, 10, 20, 25] and len(history) == 26
     assert history.gold.dropna().tolist() == [1.5] * 4 and history.score.iloc[1] == 4.0
 
