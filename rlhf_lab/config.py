@@ -116,6 +116,14 @@ def setting(default: Any, help: str, range: tuple | None = None,
     return field(default=default, metadata=meta)
 
 
+def setting_of(settings_class, name: str) -> Any:
+    """The field `name` of another settings class, declared again with the same default, help,
+    range and quick value: for a stage that shares a setting with another (chapter 10's GRPO
+    and RLOO take chapter 06's), so the two can never drift apart."""
+    template = {f.name: f for f in dataclasses.fields(settings_class)}[name]
+    return field(default=template.default, metadata=template.metadata)
+
+
 @dataclass
 class Settings:
     """Base class of the per-stage settings. Validates every field on creation."""

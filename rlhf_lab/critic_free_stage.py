@@ -22,7 +22,14 @@ import pandas as pd
 import torch
 
 from . import artifacts, distributed, generation, report_card
-from .config import Settings, SettingsError, get_device, seed_everything, setting
+from .config import (
+    Settings,
+    SettingsError,
+    get_device,
+    seed_everything,
+    setting,
+    setting_of,
+)
 from .critic_free import (
     AGGREGATIONS,
     clipped_loss,
@@ -63,25 +70,21 @@ class CriticFreeConfig(Settings):
 
     method: ClassVar[str] = ""
 
-    seed: int = setting(0, "random seed for the whole stage", range=(0, 2**31 - 1))
+    seed: int = setting_of(PPOConfig, "seed")
     steps: int = setting(30, "iterations (each: sample k answers to each of `prompts` "
                          "questions, then optimise on them)", range=(1, 10**6), quick=20)
     prompts: int = setting(16, "training questions per iteration", range=(1, 65536), quick=8)
     k: int = setting(4, "answers sampled per question (the group)", range=(2, 256))
     minibatch_size: int = setting(16, "answers per optimiser step; must divide prompts x k",
                                   range=(1, 65536))
-    ppo_epochs: int = setting(4, "passes over each batch of answers", range=(1, 100), quick=2)
+    ppo_epochs: int = setting_of(PPOConfig, "ppo_epochs")
     lr: float = setting(2e-5, "peak learning rate of Adam", range=(1e-8, 1.0), quick=5e-5)
-    lr_schedule: str = setting("linear", "learning rate over the iterations: 'linear' decays "
-                               "from lr to 0 at the last iteration, 'constant' keeps it",
-                               choices=("linear", "constant"))
+    lr_schedule: str = setting_of(PPOConfig, "lr_schedule")
     temperature: float = setting(1.0, "sampling temperature of the answers (log-probs use the "
                                  "same one)", range=(1e-3, 10.0))
-    max_new_tokens: int = setting(40, "longest answer in tokens", range=(1, 4096), quick=24)
-    missing_eos_penalty: float = setting(-1.0, "added to the score of answers that never end "
-                                         "(0: off)", range=(-100.0, 0.0))
-    cliprange: float = setting(0.2, "epsilon of the clipped policy ratio 1 +- epsilon",
-                               range=(1e-6, 1.0))
+    max_new_tokens: int = setting_of(PPOConfig, "max_new_tokens")
+    missing_eos_penalty: float = setting_of(PPOConfig, "missing_eos_penalty")
+    cliprange: float = setting_of(PPOConfig, "cliprange")
     kl_coef: float = setting(0.2, "weight of the KL to the SFT model (PPO's starting beta; "
                              "GRPO's paper used 0.04 on far longer answers)",
                              range=(0.0, 100.0))
@@ -95,8 +98,7 @@ class CriticFreeConfig(Settings):
                                        range=(0.0, 100.0))
     eval_questions: int = setting(366, "held-out questions graded for the curves, every kind "
                                   "included", range=(12, 100000), quick=72)
-    eval_every: int = setting(10, "iterations between two gold-score measurements",
-                              range=(1, 10**6))
+    eval_every: int = setting_of(PPOConfig, "eval_every")
 
     def __post_init__(self) -> None:
         super().__post_init__()
