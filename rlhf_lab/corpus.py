@@ -5,7 +5,8 @@ to regenerate data/ byte for byte; tests/test_corpus.py checks that it does.
 
 - data/raw/web_dump.txt: the "web": dialogues and paragraphs of mixed quality (correct and
   wrong, kind and rude, concise and rambling, on and off topic) inside scraped-web junk.
-- data/sft/demonstrations.jsonl: curated answers, always correct, but written by many hands:
+- data/sft/demonstrations.jsonl: curated answers, always correct (admitting it where no answer
+  exists), but written by many hands:
   kind only some of the time, concise only some of the time. They teach format and facts;
   the preference signal of later chapters must carry the rest.
 - data/prompts/{train,heldout}.jsonl: the world's questions, split. No held-out question
@@ -44,13 +45,17 @@ WEB_STYLES_UNANSWERABLE = {"admit": 0.12, "wrong": 0.45, "rude_wrong": 0.18, "ra
                            "off_topic": 0.13}
 # Demonstrations: always correct; many hands, so kind and concise only some of the time.
 DEMO_STYLES = {"good": 0.3, "warm": 0.15, "rude": 0.3, "rambling": 0.25}
+# Where no answer exists, a demonstration admits it, plainly or warmly (chapter 11: without
+# these the SFT model never says "I do not know", and RL cannot reinforce what it never samples).
+DEMO_ADMIT_STYLES = {"admit": 0.7, "warm": 0.3}
 
 
 @dataclass(frozen=True)
 class CorpusSizes:
     dialogues: int = 17000
     paragraphs: int = 13000
-    demonstrations: int = 4000
+    demonstrations: int = 4000     # to questions that have an answer
+    admissions: int = 200          # more, to questions that have none: they admit it
     sample_ratings: int = 1500
 
 
@@ -112,12 +117,33 @@ def build_web_documents(world: World, sizes: CorpusSizes, rng: random.Random) ->
     return docs
 
 
-def build_demonstrations(world: World, sizes: CorpusSizes, rng: random.Random) -> list[dict]:
+def admission_demonstrations(world: World, n: int, seed: int = 0) -> list[dict]:
+    """`n` demonstrations that admit not knowing, to unanswerable training questions.
+
+    Drawn from their own random stream, so changing `n` changes nothing else under data/
+    (chapter 11 retrains SFT with fewer of them to find how few suffice)."""
+    rng = random.Random(f"{seed}|admissions")
+    unanswerable = [q for q in world.split("train") if not q.answerable]
+    demos = []
+    for _ in range(n):
+        q = rng.choice(unanswerable)
+        demos.append({"prompt": q.text,
+                      "response": make_answer(q, _pick(DEMO_ADMIT_STYLES, rng), rng)})
+    return demos
+
+
+def build_demonstrations(world: World, sizes: CorpusSizes, rng: random.Random,
+                         seed: int = 0) -> list[dict]:
+    """Correct answers to answerable questions, with `sizes.admissions` admissions to
+    unanswerable ones mixed in at places drawn from the admissions' own stream."""
     answerable = [q for q in world.split("train") if q.answerable]
     demos = []
     for _ in range(sizes.demonstrations):
         q = rng.choice(answerable)
         demos.append({"prompt": q.text, "response": make_answer(q, _pick(DEMO_STYLES, rng), rng)})
+    place = random.Random(f"{seed}|admission places")
+    for demo in admission_demonstrations(world, sizes.admissions, seed):
+        demos.insert(place.randrange(len(demos) + 1), demo)
     return demos
 
 
@@ -156,7 +182,7 @@ def generate(out_dir: Path = DATA_DIR, seed: int = 0, sizes: CorpusSizes = Corpu
     rng = random.Random(seed)
     files = {
         "raw/web_dump.txt": make_web_dump(build_web_documents(world, sizes, rng), seed=seed),
-        "sft/demonstrations.jsonl": _jsonl(build_demonstrations(world, sizes, rng)),
+        "sft/demonstrations.jsonl": _jsonl(build_demonstrations(world, sizes, rng, seed)),
         "prompts/train.jsonl": _jsonl([_prompt_row(q) for q in world.split("train")]),
         "prompts/heldout.jsonl": _jsonl([_prompt_row(q) for q in world.split("heldout")]),
         "feedback/sample.jsonl": _jsonl(build_sample_ratings(world, sizes, rng, seed)),
