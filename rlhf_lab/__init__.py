@@ -20,6 +20,8 @@ The learner's index, chapter by chapter (a notebook shows the source of what it 
                           class_app (the class rating app)
     10 beyond PPO         critic_free (REINFORCE, RLOO, GRPO), critic_free_stage (their loop,
                           the verifiable reward and the stages)
+    11 exploration        exploration (the probability of what a policy never writes,
+                          temperature, off-policy answers, pairs with admissions)
     (thumbs, to come)     kto (KTO and the thumbs reward loss)
     command line          cli (`python -m rlhf_lab <stage>`), causal_lm (any causal LM),
                           distributed (several devices)

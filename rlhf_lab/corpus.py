@@ -25,7 +25,15 @@ from pathlib import Path
 from .config import DATA_DIR
 from .feedback import pair_record
 from .raters import SimulatedRater
-from .scripted import CHATTER, fact_sentence, make_answer, wrong_value
+from .scripted import (
+    CHATTER,
+    DEMO_ADMISSIONS,
+    admission_demonstrations,
+    fact_sentence,
+    make_answer,
+    mix_in_admissions,
+    wrong_value,
+)
 from .webdump import make_web_dump
 from .world import (
     ANIMALS,
@@ -45,9 +53,6 @@ WEB_STYLES_UNANSWERABLE = {"admit": 0.12, "wrong": 0.45, "rude_wrong": 0.18, "ra
                            "off_topic": 0.13}
 # Demonstrations: always correct; many hands, so kind and concise only some of the time.
 DEMO_STYLES = {"good": 0.3, "warm": 0.15, "rude": 0.3, "rambling": 0.25}
-# Where no answer exists, a demonstration admits it, plainly or warmly (chapter 11: without
-# these the SFT model never says "I do not know", and RL cannot reinforce what it never samples).
-DEMO_ADMIT_STYLES = {"admit": 0.7, "warm": 0.3}
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,7 @@ class CorpusSizes:
     dialogues: int = 17000
     paragraphs: int = 13000
     demonstrations: int = 4000     # to questions that have an answer
-    admissions: int = 200          # more, to questions that have none: they admit it
+    admissions: int = DEMO_ADMISSIONS   # more, to questions that have none: they admit it
     sample_ratings: int = 1500
 
 
@@ -117,21 +122,6 @@ def build_web_documents(world: World, sizes: CorpusSizes, rng: random.Random) ->
     return docs
 
 
-def admission_demonstrations(world: World, n: int, seed: int = 0) -> list[dict]:
-    """`n` demonstrations that admit not knowing, to unanswerable training questions.
-
-    Drawn from their own random stream, so changing `n` changes nothing else under data/
-    (chapter 11 retrains SFT with fewer of them to find how few suffice)."""
-    rng = random.Random(f"{seed}|admissions")
-    unanswerable = [q for q in world.split("train") if not q.answerable]
-    demos = []
-    for _ in range(n):
-        q = rng.choice(unanswerable)
-        demos.append({"prompt": q.text,
-                      "response": make_answer(q, _pick(DEMO_ADMIT_STYLES, rng), rng)})
-    return demos
-
-
 def build_demonstrations(world: World, sizes: CorpusSizes, rng: random.Random,
                          seed: int = 0) -> list[dict]:
     """Correct answers to answerable questions, with `sizes.admissions` admissions to
@@ -141,10 +131,7 @@ def build_demonstrations(world: World, sizes: CorpusSizes, rng: random.Random,
     for _ in range(sizes.demonstrations):
         q = rng.choice(answerable)
         demos.append({"prompt": q.text, "response": make_answer(q, _pick(DEMO_STYLES, rng), rng)})
-    place = random.Random(f"{seed}|admission places")
-    for demo in admission_demonstrations(world, sizes.admissions, seed):
-        demos.insert(place.randrange(len(demos) + 1), demo)
-    return demos
+    return mix_in_admissions(demos, admission_demonstrations(world, sizes.admissions, seed), seed)
 
 
 def build_sample_ratings(world: World, sizes: CorpusSizes, rng: random.Random, seed: int) -> list[dict]:

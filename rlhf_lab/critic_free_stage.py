@@ -421,25 +421,30 @@ class MatchedPPO:
 
 
 def run_matched_ppo(cfg: PPOConfig, name: str = "ppo_short", save: bool = True, live_plot=None,
-                    build_missing: bool = False, progress: bool = True) -> MatchedPPO:
+                    build_missing: bool = False, progress: bool = True, start_from=None,
+                    offpolicy=None, notebook: str = "10_beyond_ppo",
+                    setting: str | None = None) -> MatchedPPO:
     """PPO with chapter 06's settings but chapter 10's budget (cfg.steps x cfg.batch_size
     answers, the same as the critic-free runs), evaluated by the report card and recorded as
-    row `name`; no artifact is written (chapter 06's 'ppo' stays the course's PPO policy)."""
+    row `name`; no artifact is written (chapter 06's 'ppo' stays the course's PPO policy).
+    Chapter 11 starts it from another SFT model (`start_from`, a model folder; the KL is then
+    from that model) and mixes in off-policy answers (`offpolicy`, see `train_ppo`)."""
     seed_everything(cfg.seed)
-    policy, reference, tokenizer, reward_model, rm_tokenizer = load_ppo_models(build_missing)
+    policy, reference, tokenizer, reward_model, rm_tokenizer = load_ppo_models(build_missing,
+                                                                                start_from)
     value_head = ValueHead(policy.config.hidden_size).to(get_device())
     start = time.perf_counter()
     history, _ = train_ppo(policy, value_head, reference, reward_model, rm_tokenizer, tokenizer,
                            World().split("train"), curve_questions(cfg.eval_questions), cfg,
-                           live_plot, progress)
+                           live_plot, progress, offpolicy)
     seconds = time.perf_counter() - start
     after = evaluate_model(policy, tokenizer, name, reference=reference,
                            reward_model=reward_model, rm_tokenizer=rm_tokenizer,
                            progress=progress)
     if save:
-        report_card.record(after, notebook="10_beyond_ppo",
-                           setting=f"PPO as chapter 06 for chapter 10's budget: {cfg.steps} "
-                                   f"iterations x {cfg.batch_size} answers")
+        report_card.record(after, notebook=notebook,
+                           setting=setting or f"PPO as chapter 06 for chapter 10's budget: "
+                                              f"{cfg.steps} iterations x {cfg.batch_size} answers")
     return MatchedPPO(cfg, policy, value_head, reference, tokenizer, reward_model, rm_tokenizer,
                       history, after, seconds)
 

@@ -87,15 +87,16 @@ def answer_data(tokenizer, prompts: list[str], answers: list[str], max_tokens: i
 # --- log-probabilities of whole answers ---------------------------------------------------
 
 def sequence_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                      labels: torch.Tensor) -> torch.Tensor:
+                      labels: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """log pi(answer | prompt): the sum of the log-probs of the answer tokens, end-of-text
     included, one number per row: (batch, seq) each -> (batch,).
 
     Answer tokens are those whose label is not IGNORE (see `answer_data`). Chapter 05's
     `token_logprobs` counts positions from the attention mask, so left and right padding
-    give the same numbers. Gradients flow; the caller picks torch.no_grad.
+    give the same numbers. `temperature`: that of sampling (chapter 11). Gradients flow;
+    the caller picks torch.no_grad.
     """
-    logprobs = token_logprobs(model, input_ids, attention_mask)     # (batch, seq-1)
+    logprobs = token_logprobs(model, input_ids, attention_mask, temperature)  # (batch, seq-1)
     answer = labels[:, 1:] != IGNORE                                 # (batch, seq-1)
     return torch.where(answer, logprobs, 0.0).sum(-1)                # (batch,)
 
@@ -108,7 +109,8 @@ def _batch(data: LMData, rows: torch.Tensor, device) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def all_sequence_logprobs(model, data: LMData, batch_size: int = 64) -> torch.Tensor:
+def all_sequence_logprobs(model, data: LMData, batch_size: int = 64,
+                          temperature: float = 1.0) -> torch.Tensor:
     """`sequence_logprobs` of every row of `data`, without gradients: (rows,) on the CPU.
     Rows go in batches of similar length, so little time is spent on padding. The model is
     put in eval mode and back."""
@@ -119,7 +121,8 @@ def all_sequence_logprobs(model, data: LMData, batch_size: int = 64) -> torch.Te
     out = torch.zeros(len(data))
     for start in range(0, len(data), batch_size):
         rows = order[start:start + batch_size]
-        out[rows] = sequence_logprobs(model, **_batch(data, rows, device)).float().cpu()
+        out[rows] = sequence_logprobs(model, **_batch(data, rows, device),
+                                      temperature=temperature).float().cpu()
     model.train(was_training)
     return out
 

@@ -113,3 +113,30 @@ def generate(model, tokenizer, questions: list[str], *, max_new_tokens: int = 40
                           max_new_tokens=max_new_tokens, temperature=temperature,
                           top_k=top_k, top_p=top_p).answers
     return answers
+
+
+def replace_answers(samples: Samples, tokenizer, answers: dict[int, str]) -> Samples:
+    """`samples` with the answers of some rows replaced by given texts: {row: answer}.
+
+    The new answer is tokenised as SFT tokenises a demonstration (" " + answer, then
+    end-of-text) and written right after the row's prompt, which stays as sampled; the
+    masks follow. Chapter 11 mixes answers the policy did not write into PPO's rollouts
+    this way (off-policy exploration)."""
+    if not answers:
+        return samples
+    start = samples.prompt_length
+    new = {row: tokenizer(" " + text, add_special_tokens=False).input_ids
+           + [tokenizer.eos_token_id] for row, text in answers.items()}
+    width = max(samples.sequences.shape[1] - start, *(len(t) for t in new.values()))
+    grow = start + width - samples.sequences.shape[1]
+    sequences = torch.nn.functional.pad(samples.sequences, (0, grow),
+                                        value=tokenizer.pad_token_id)
+    answer_mask = torch.nn.functional.pad(samples.answer_mask, (0, grow))
+    for row, tokens in new.items():
+        sequences[row, start:] = tokenizer.pad_token_id
+        sequences[row, start:start + len(tokens)] = torch.tensor(tokens)
+        answer_mask[row] = 0
+        answer_mask[row, :len(tokens)] = 1
+    attention_mask = torch.cat([samples.attention_mask[:, :start], answer_mask], dim=1)
+    texts = [answers.get(row, text) for row, text in enumerate(samples.answers)]
+    return Samples(sequences, attention_mask, answer_mask, start, texts)

@@ -403,20 +403,23 @@ def _question_texts(questions) -> list[str]:
 @torch.no_grad()
 def make_rollout(policy, value_head: ValueHead, reference, reward_model, rm_tokenizer,
                  tokenizer, questions, cfg: PPOConfig, kl_coef: float,
-                 timer=_no_timer) -> Rollout:
+                 timer=_no_timer, replace: dict[int, str] | None = None) -> Rollout:
     """Steps 1-6 of PPO: sample answers at cfg.temperature (plain sampling: no top-k/top-p,
     so the log-probs are those of the distribution that sampled, chapter 05), score them,
     and compute per-token rewards, advantages and returns. No gradients.
 
     `timer(name)` is a context manager around each part (bench/ppo_step.py times them).
     Under `accelerate launch` each process samples with random numbers of its own, and
-    whitens its own advantages (distributed.py)."""
+    whitens its own advantages (distributed.py). `replace`: {row: answer} puts answers the
+    policy did not write in place of some sampled ones (chapter 11's off-policy exploration;
+    `generation.replace_answers`)."""
     texts = _question_texts(questions)
     policy.eval()                                  # no dropout: old and new log-probs agree
     reference.eval()
     with timer("generation"), distributed.process_rng():
         s = generation.sample(policy, tokenizer, texts, max_new_tokens=cfg.max_new_tokens,
                               temperature=cfg.temperature)
+        s = generation.replace_answers(s, tokenizer, replace or {})
     device = s.sequences.device
     mask = s.answer_mask.float()                                   # (batch, answer_len)
     with timer("policy forward"), distributed.autocast():
@@ -513,7 +516,7 @@ def ppo_update(policy, value_head: ValueHead, optimizer: torch.optim.Optimizer,
 def ppo_iteration(policy, value_head: ValueHead, reference, reward_model, rm_tokenizer,
                   tokenizer, questions, optimizer: torch.optim.Optimizer, kl_controller,
                   cfg: PPOConfig, generator: torch.Generator | None = None,
-                  timer=_no_timer) -> dict[str, float]:
+                  timer=_no_timer, replace: dict[int, str] | None = None) -> dict[str, float]:
     """One PPO iteration: rollout (steps 1-6), update (step 7), adapt beta (step 8).
 
     Returns score (mean reward-model score, penalty included), kl (mean KL per answer,
@@ -521,12 +524,19 @@ def ppo_iteration(policy, value_head: ValueHead, reference, reward_model, rm_tok
     ended (share of answers that ended) and the metrics of `ppo_update`. Warns
     "KL blow-up" when the KL per answer exceeds 3 * cfg.target_kl.
     Under `accelerate launch` each process answers its share of `questions`, and the
-    metrics are means over all processes.
+    metrics are means over all processes. `replace` ({row: answer}, one process only) puts
+    answers the policy did not write in the batch (`make_rollout`); the KL is then measured
+    on the sampled answers alone, since only they are samples of the policy.
     """
+    if replace and distributed.num_processes() > 1:
+        raise ValueError("off-policy answers (replace) work on one process only; run "
+                         "without accelerate launch.")
     kl_coef = kl_controller.value
     rollout = make_rollout(policy, value_head, reference, reward_model, rm_tokenizer,
-                           tokenizer, distributed.shard(questions), cfg, kl_coef, timer)
-    kl_per_answer = distributed.mean(rollout.kl.sum(-1).mean())
+                           tokenizer, distributed.shard(questions), cfg, kl_coef, timer,
+                           replace)
+    sampled = [row for row in range(len(rollout.answers)) if row not in (replace or {})]
+    kl_per_answer = distributed.mean(rollout.kl[sampled].sum(-1).mean())
     if cfg.target_kl > 0 and kl_per_answer > 3 * cfg.target_kl:
         warnings.warn(f"KL blow-up: {kl_per_answer:.2f} nats per answer, more than 3 x "
                       f"target_kl = {cfg.target_kl}. Lower cfg.lr or raise cfg.kl_coef.",

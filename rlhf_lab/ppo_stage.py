@@ -55,7 +55,8 @@ def ppo_live_plot(name: str | None = "ppo_curves") -> LivePlot:
 
 def train_ppo(policy, value_head: ValueHead, reference, reward_model, rm_tokenizer, tokenizer,
               train_questions, eval_questions, cfg: PPOConfig, live_plot=None,
-              progress: bool = True) -> tuple[pd.DataFrame, dict[int, pd.DataFrame]]:
+              progress: bool = True, offpolicy=None
+              ) -> tuple[pd.DataFrame, dict[int, pd.DataFrame]]:
     """Run cfg.steps PPO iterations; return the metrics, one row per iteration, and the
     graded held-out answers of every measurement, by iteration (0: the starting policy).
 
@@ -63,7 +64,9 @@ def train_ppo(policy, value_head: ValueHead, reference, reward_model, rm_tokeniz
     the metrics of `ppo_iteration` (score, kl, kl_coef, entropy, clipfrac, approx_kl, ...),
     seconds, and the held-out measurements of `rl_loop` (gold, gold_low, gold_high,
     heldout_reward, heldout_kl) every cfg.eval_every iterations and at the end.
-    `live_plot(history)` is called after every iteration.
+    `live_plot(history)` is called after every iteration. `offpolicy`: an object whose
+    `mix(batch)` returns the batch and {row: answer} to put answers the policy did not
+    write in every rollout (chapter 11's `exploration.OffPolicyAnswers`).
     """
     seed_everything(cfg.seed)
     optimizer = make_ppo_optimizer(policy, value_head, cfg)
@@ -71,8 +74,10 @@ def train_ppo(policy, value_head: ValueHead, reference, reward_model, rm_tokeniz
     generator = torch.Generator().manual_seed(cfg.seed)
 
     def iteration(batch: list) -> dict:
+        batch, replace = offpolicy.mix(batch) if offpolicy is not None else (batch, None)
         return ppo_iteration(policy, value_head, reference, reward_model, rm_tokenizer,
-                             tokenizer, batch, optimizer, kl_controller, cfg, generator)
+                             tokenizer, batch, optimizer, kl_controller, cfg, generator,
+                             replace=replace)
     return rl_loop(policy, tokenizer, reference, reward_model, rm_tokenizer, train_questions,
                    eval_questions, cfg, optimizer, iteration, batch_size=cfg.batch_size,
                    desc="PPO", live_plot=live_plot, progress=progress)

@@ -33,7 +33,8 @@ from .evaluation import COLUMNS, FLAGS, Evaluation, paired_difference, win_rate
 
 ORDER = ("pretrained", "sft", "ppo", "ppo_overoptimised", "best_of_n", "dpo", "hard_fixed",
          "hard_iterated", "iterated", "ppo_short", "rloo", "grpo", "grpo_hard",
-         "grpo_hard_verifiable", "grpo_hard_both")
+         "grpo_hard_verifiable", "grpo_hard_both", "sft_no_admissions", "sft_few_admissions",
+         "ppo_no_admissions", "dpo_no_admissions", "ppo_offpolicy", "dpo_admission_pairs")
 FIRST_NOTEBOOK = "02_sft"
 # which notebook records each row, for messages about a missing one
 NOTEBOOK_OF = {"pretrained": "02_sft", "sft": "02_sft", "ppo": "06_ppo",
@@ -41,7 +42,10 @@ NOTEBOOK_OF = {"pretrained": "02_sft", "sft": "02_sft", "ppo": "06_ppo",
                "dpo": "08_dpo", "hard_fixed": "09_iterate", "hard_iterated": "09_iterate",
                "iterated": "09_iterate", "ppo_short": "10_beyond_ppo", "rloo": "10_beyond_ppo",
                "grpo": "10_beyond_ppo", "grpo_hard": "10_beyond_ppo",
-               "grpo_hard_verifiable": "10_beyond_ppo", "grpo_hard_both": "10_beyond_ppo"}
+               "grpo_hard_verifiable": "10_beyond_ppo", "grpo_hard_both": "10_beyond_ppo",
+               **dict.fromkeys(["sft_no_admissions", "sft_few_admissions", "ppo_no_admissions",
+                                "dpo_no_admissions", "ppo_offpolicy", "dpo_admission_pairs"],
+                               "11_exploration")}
 COMPARISON = ("baseline", "vs_sft", "vs_sft_low", "vs_sft_high", "vs_sft_within_noise",
               "win_rate_vs_sft")
 TEXT = ("name", "notebook", "setting", "baseline")

@@ -20,6 +20,7 @@ from .world import (
     SIZES,
     SOUNDS,
     Question,
+    World,
     base_kind,
 )
 
@@ -159,3 +160,36 @@ def _rude(core: str, rng: random.Random) -> str:
     if rng.random() < 0.5:
         return f"{rng.choice(RUDE_OPENERS)} {core}"
     return f"{core} {rng.choice(RUDE_CLOSERS)}"
+
+
+# --- demonstrations that admit (rlhf_lab.corpus writes them into data/sft/) ------------------
+
+# Where no answer exists, a demonstration admits it, plainly or warmly. Without these the SFT
+# model never says "I do not know", and RL cannot reinforce what it never samples (chapter 11).
+DEMO_ADMISSIONS = 200
+DEMO_ADMIT_STYLES = {"admit": 0.7, "warm": 0.3}
+
+
+def admission_demonstrations(world: World, n: int, seed: int = 0) -> list[dict]:
+    """`n` demonstrations that admit not knowing, to unanswerable training questions.
+
+    Drawn from their own random stream, so changing `n` changes nothing else under data/
+    (chapter 11 retrains SFT with fewer of them to find how few suffice)."""
+    rng = random.Random(f"{seed}|admissions")
+    unanswerable = [q for q in world.split("train") if not q.answerable]
+    demos = []
+    for _ in range(n):
+        q = rng.choice(unanswerable)
+        style = rng.choices(list(DEMO_ADMIT_STYLES), weights=list(DEMO_ADMIT_STYLES.values()))[0]
+        demos.append({"prompt": q.text, "response": make_answer(q, style, rng)})
+    return demos
+
+
+def mix_in_admissions(demos: list[dict], admissions: list[dict], seed: int = 0) -> list[dict]:
+    """`demos` with `admissions` inserted one by one at places drawn from their own seeded
+    stream: the first k admissions of a longer list land where they land in the shipped file."""
+    demos = list(demos)
+    place = random.Random(f"{seed}|admission places")
+    for demo in admissions:
+        demos.insert(place.randrange(len(demos) + 1), demo)
+    return demos

@@ -18,7 +18,8 @@ from .causal_lm import context_length, load_causal_lm
 from .config import DATA_DIR, Settings, seed_everything, setting
 from .evaluation import Evaluation, evaluate_model
 from .training import IGNORE, LMData, split_heldout, train_lm
-from .world import format_prompt
+from .scripted import DEMO_ADMISSIONS, admission_demonstrations, mix_in_admissions
+from .world import World, format_prompt
 
 DEMONSTRATIONS = DATA_DIR / "sft" / "demonstrations.jsonl"
 
@@ -53,6 +54,20 @@ def load_demonstrations() -> list[dict]:
                                 "`git checkout data/` or regenerate it with `make data`.")
     with DEMONSTRATIONS.open(encoding="utf-8") as f:
         return [json.loads(line) for line in f]
+
+
+def demonstrations_with_admissions(k: int, seed: int = 0) -> list[dict]:
+    """The shipped demonstrations with only the first `k` of their admissions ("I do not
+    know" to unanswerable questions; the file holds `scripted.DEMO_ADMISSIONS`): the
+    same answerable demonstrations, the admissions mixed in as `make data` mixes them, so
+    k = all gives the shipped file. Chapter 11 trains SFT on these to find how few suffice."""
+    shipped = DEMO_ADMISSIONS
+    if not 0 <= k <= shipped:
+        raise ValueError(f"k must be between 0 and {shipped} (the admissions in "
+                         f"data/sft/demonstrations.jsonl), not {k}.")
+    world = World(seed=seed)
+    answerable = [d for d in load_demonstrations() if world.lookup(d["prompt"]).answerable]
+    return mix_in_admissions(answerable, admission_demonstrations(world, k, seed), seed)
 
 
 def sft_example(tokenizer, prompt: str, response: str, max_tokens: int) -> tuple[list[int], list[int]]:
@@ -90,33 +105,44 @@ class SFTResult:
     model: torch.nn.Module
     tokenizer: object
     history: pd.DataFrame
-    before: Evaluation         # the pretrained model on the report card's evaluation
+    before: Evaluation | None  # the pretrained model on the report card's evaluation
+                               # (None when other demonstrations were given: chapter 11)
     after: Evaluation          # the SFT model: same questions, same seeds
 
 
 def run_sft(cfg: SFTConfig | None = None, save: bool = True, live_plot=None,
-            build_missing: bool = False, start_from=None) -> SFTResult:
+            build_missing: bool = False, start_from=None, demonstrations: list[dict] | None = None,
+            name: str = "sft", notebook: str = "02_sft",
+            setting: str = "SFT on the demonstrations", progress: bool = True) -> SFTResult:
     """Load the pretrained model, fine-tune it, measure both with the report card's
     evaluation (KL from the new SFT model), save it as 'sft' and put 'pretrained' and 'sft'
     on the report card. `build_missing` builds a missing pretrained model first, in quick mode. `start_from`: a
     model folder or hub name to fine-tune instead of the 'pretrained' artifact (any causal
-    LM; the command line's `python -m rlhf_lab sft --model`)."""
+    LM; the command line's `python -m rlhf_lab sft --model`). `demonstrations`: other
+    demonstrations than the shipped file's (chapter 11); the model is then saved and put on
+    the report card as `name` (by `notebook`, with `setting`), and 'pretrained' is not
+    recorded again."""
     cfg = cfg or SFTConfig.for_mode()
     seed_everything(cfg.seed)
     model, tokenizer = (load_causal_lm(start_from) if start_from else
                         artifacts.load_model("pretrained", build_if_missing=build_missing))
     pretrained = copy.deepcopy(model).eval()
-    train_demos, val_demos = split_heldout(load_demonstrations(), cfg.heldout_fraction, cfg.seed)
+    demos = load_demonstrations() if demonstrations is None else demonstrations
+    train_demos, val_demos = split_heldout(demos, cfg.heldout_fraction, cfg.seed)
     max_tokens = min(cfg.max_tokens, context_length(model))
     train = sft_data(tokenizer, train_demos, max_tokens)
     val = sft_data(tokenizer, val_demos, max_tokens)
     history = train_lm(model, train, val, cfg, live_plot=live_plot, desc="fine-tuning")
-    before = evaluate_model(pretrained, tokenizer, "pretrained", reference=model)
-    after = evaluate_model(model, tokenizer, "sft", reference=model)
+    before = None if demonstrations is not None else evaluate_model(
+        pretrained, tokenizer, "pretrained", reference=model, progress=progress)
+    after = evaluate_model(model, tokenizer, name, reference=model, progress=progress)
     if save:
-        artifacts.save_model(model, tokenizer, "sft", {
-            "config": cfg.__dict__, "gold_total_before": before.summary()["gold"],
+        artifacts.save_model(model, tokenizer, name, {
+            "config": cfg.__dict__, "demonstrations": len(demos),
+            "gold_total_before": before.summary()["gold"] if before else None,
             "gold_total_after": after.summary()["gold"]})
-        report_card.record(before, notebook="02_sft", setting="chapter 01's pretrained model")
-        report_card.record(after, notebook="02_sft", setting="SFT on the demonstrations")
+        if before is not None:
+            report_card.record(before, notebook="02_sft",
+                               setting="chapter 01's pretrained model")
+        report_card.record(after, notebook=notebook, setting=setting)
     return SFTResult(cfg, model, tokenizer, history, before, after)
