@@ -47,6 +47,21 @@ def test_demonstrations_are_correct_but_only_sometimes_kind_and_concise(regenera
     assert 0.5 < mean("concise") < 0.95
 
 
+def test_demonstrations_admit_where_no_answer_exists_and_only_there(regenerated):
+    from rlhf_lab.gold import admits_not_knowing
+    from rlhf_lab.scripted import DEMO_ADMISSIONS
+    world = World()
+    rows = [json.loads(line) for line in regenerated["sft/demonstrations.jsonl"].open()]
+    unanswerable = [r for r in rows if not world.lookup(r["prompt"]).answerable]
+    assert len(unanswerable) == DEMO_ADMISSIONS
+    assert all(admits_not_knowing(r["response"]) for r in unanswerable)
+    assert not any(admits_not_knowing(r["response"]) for r in rows
+                   if world.lookup(r["prompt"]).answerable)
+    # spread through the file, not appended in a block
+    places = [i for i, r in enumerate(rows) if not world.lookup(r["prompt"]).answerable]
+    assert places[0] < len(rows) // 10 and places[-1] > len(rows) * 9 // 10
+
+
 def test_web_answers_are_of_mixed_quality():
     from rlhf_lab.cleaning import clean_corpus
     world = World()

@@ -9,10 +9,12 @@ from rlhf_lab.evaluation import (
     samples_per_question,
 )
 from rlhf_lab.sft import SFTConfig
-from rlhf_lab.sft import load_demonstrations, sft_data, sft_example
+from rlhf_lab.gold import admits_not_knowing
+from rlhf_lab.scripted import DEMO_ADMISSIONS, admission_demonstrations
+from rlhf_lab.sft import demonstrations_with_admissions, load_demonstrations, sft_data, sft_example
 from rlhf_lab.tokenizer import train_tokenizer
 from rlhf_lab.training import IGNORE
-from rlhf_lab.world import format_prompt
+from rlhf_lab.world import World, format_prompt
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +44,28 @@ def test_padding_is_masked_and_never_a_label(tok):
 
 def test_demonstrations_load():
     demos = load_demonstrations()
-    assert len(demos) == 4000 and set(demos[0]) == {"prompt", "response"}
+    assert len(demos) == 4000 + DEMO_ADMISSIONS and set(demos[0]) == {"prompt", "response"}
+
+
+def test_demonstrations_with_k_admissions_keep_the_rest_and_the_shipped_file_is_all_of_them():
+    world = World()
+    shipped = load_demonstrations()
+    assert demonstrations_with_admissions(DEMO_ADMISSIONS) == shipped
+    for k in (0, 20):
+        demos = demonstrations_with_admissions(k)
+        unanswerable = [d for d in demos if not world.lookup(d["prompt"]).answerable]
+        assert len(demos) == 4000 + k and len(unanswerable) == k
+        assert all(admits_not_knowing(d["response"]) for d in unanswerable)
+        # the answerable demonstrations are the shipped ones, in the same order
+        assert [d for d in demos if world.lookup(d["prompt"]).answerable] == \
+            [d for d in shipped if world.lookup(d["prompt"]).answerable]
+    # the first k admissions are the first k of the shipped ones: smaller sets are nested
+    assert admission_demonstrations(world, 20) == admission_demonstrations(world, 50)[:20]
+    few = [d for d in demonstrations_with_admissions(20) if not world.lookup(d["prompt"]).answerable]
+    more = [d for d in demonstrations_with_admissions(50) if not world.lookup(d["prompt"]).answerable]
+    assert all(d in more for d in few)
+    with pytest.raises(ValueError, match="between 0 and"):
+        demonstrations_with_admissions(DEMO_ADMISSIONS + 1)
 
 
 def test_sft_raises_the_gold_score_on_heldout_questions(sft_trained):
