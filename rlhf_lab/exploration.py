@@ -158,13 +158,18 @@ def temperature_sweep(model, tokenizer, questions: list[Question], temperatures,
 
     entropy: nats per answer token, of the distribution sampled from (logits / T);
     kl_from_t1: KL(pi_T || pi_1), nats per answer, the k1 estimate on the samples: how far
-    the hotter sampler is from the model itself; p_admit: mean probability that the answer
-    opens with an admission (`admission_logprob` at T: exact, no sampling); admits: share
-    of the samples that admit (`gold.admits_not_knowing`); gold: mean gold score (0-4)."""
+    the hotter sampler is from the model itself; gold: mean gold score (0-4); and, over
+    the questions that have no answer, p_admit: mean probability that the answer opens with
+    an admission (`admission_logprob` at T: exact, no sampling) and admits: the share of
+    their samples that admit (`gold.admits_not_knowing`)."""
     from .generation import sample
     from .ppo import answer_logprobs, policy_step_outputs
 
     texts = [q.text for q in questions]
+    no_answer = [i for i, q in enumerate(questions) if not q.answerable]
+    if not no_answer:
+        raise ValueError("temperature_sweep needs some questions without an answer, to "
+                         "measure admissions; pass the evaluation's questions.")
     rows = []
     for t in temperatures:
         with torch.random.fork_rng(devices=[]):
@@ -174,14 +179,15 @@ def temperature_sweep(model, tokenizer, questions: list[Question], temperatures,
                                                    s.prompt_length, t)
         logprobs_t1 = answer_logprobs(model, s.sequences, s.attention_mask, s.prompt_length)
         mask = s.answer_mask.float()
+        p_admit = admission_logprob(model, tokenizer, [questions[i] for i in no_answer], t)
         rows.append({
             "temperature": t,
             "entropy": float((entropy * mask).sum() / mask.sum()),
             "kl_from_t1": float(((logprobs - logprobs_t1) * mask).sum(-1).mean()),
-            "p_admit": float(admission_logprob(model, tokenizer, questions, t).exp().mean()),
-            "admits": sum(map(admits_not_knowing, s.answers)) / len(s.answers),
             "gold": sum(gold_score(q, a).total for q, a in zip(questions, s.answers))
-                    / len(questions)})
+                    / len(questions),
+            "p_admit": float(p_admit.exp().mean()),
+            "admits": sum(admits_not_knowing(s.answers[i]) for i in no_answer) / len(no_answer)})
     return pd.DataFrame(rows)
 
 
