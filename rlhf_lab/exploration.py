@@ -20,7 +20,7 @@ from .gold import admits_not_knowing, gold_score
 from .preferences import chosen_rejected
 from .raters import SimulatedRater
 from .scripted import WARM_OPENERS, make_answer
-from .training import IGNORE, LMData
+from .training import IGNORE, LMData, pad_rows
 from .world import Question, format_prompt
 
 # How the demonstrations (rlhf_lab.corpus) start an admission, plainly or after a warm opener.
@@ -47,15 +47,7 @@ def prefix_data(tokenizer, prompts: list[str], prefixes: list[str]) -> tuple[LMD
     for prompt in prompts:
         prompt_ids = tokenizer(format_prompt(prompt)).input_ids
         rows += [(prompt_ids + tokens[i], [IGNORE] * len(prompt_ids) + tokens[i]) for i in keep]
-    width = max(len(ids) for ids, _ in rows)
-    input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
-    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for r, (ids, labs) in enumerate(rows):
-        input_ids[r, :len(ids)] = torch.tensor(ids)
-        labels[r, :len(labs)] = torch.tensor(labs)
-        mask[r, :len(ids)] = 1
-    return LMData(input_ids, labels, mask), keep
+    return pad_rows(rows, tokenizer.pad_token_id), keep
 
 
 def prefix_logprobs(model, tokenizer, prompts: list[str], prefixes: list[str],

@@ -17,7 +17,7 @@ from . import artifacts, report_card
 from .causal_lm import context_length, load_causal_lm
 from .config import DATA_DIR, Settings, seed_everything, setting
 from .evaluation import Evaluation, evaluate_model
-from .training import IGNORE, LMData, split_heldout, train_lm
+from .training import IGNORE, LMData, pad_rows, split_heldout, train_lm
 from .scripted import DEMO_ADMISSIONS, admission_demonstrations, mix_in_admissions
 from .world import World, format_prompt
 
@@ -88,15 +88,7 @@ def sft_example(tokenizer, prompt: str, response: str, max_tokens: int) -> tuple
 def sft_data(tokenizer, demos: list[dict], max_tokens: int) -> LMData:
     """Every demonstration as one row, right-padded to the longest; padding is never a label."""
     pairs = [sft_example(tokenizer, d["prompt"], d["response"], max_tokens) for d in demos]
-    width = max(len(ids) for ids, _ in pairs)
-    input_ids = torch.full((len(pairs), width), tokenizer.pad_token_id, dtype=torch.long)
-    labels = torch.full((len(pairs), width), IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(pairs), width), dtype=torch.long)
-    for row, (ids, labs) in enumerate(pairs):
-        input_ids[row, :len(ids)] = torch.tensor(ids)
-        labels[row, :len(labs)] = torch.tensor(labs)
-        mask[row, :len(ids)] = 1
-    return LMData(input_ids, labels, mask)
+    return pad_rows(pairs, tokenizer.pad_token_id)
 
 
 @dataclass

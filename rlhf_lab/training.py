@@ -118,6 +118,20 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the message says what to change."""
 
 
+def pad_rows(rows: list[tuple[list[int], list[int]]], pad_token_id: int) -> LMData:
+    """(token ids, labels) of each row, right-padded to the longest: padding is never a
+    label and is masked out. Used for demonstrations (chapter 02) and answer prefixes (11)."""
+    width = max(len(ids) for ids, _ in rows)
+    input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for row, (ids, labs) in enumerate(rows):
+        input_ids[row, :len(ids)] = torch.tensor(ids)
+        labels[row, :len(labs)] = torch.tensor(labs)
+        mask[row, :len(ids)] = 1
+    return LMData(input_ids, labels, mask)
+
+
 def split_heldout(items: list, fraction: float, seed: int) -> tuple[list, list]:
     """Shuffle `items` with `seed` and keep `fraction` of them (at least one) out of training.
     Returns (train, held-out)."""
