@@ -23,7 +23,7 @@ from .scripted import WARM_OPENERS, make_answer
 from .training import IGNORE, LMData, pad_rows
 from .world import Question, format_prompt
 
-# How the demonstrations (rlhf_lab.corpus) start an admission, plainly or after a warm opener.
+# How the demonstrations (scripted.admission_demonstrations) start an admission, plainly or after a warm opener.
 ADMISSION_OPENINGS = ("I do not know", "I don't know", "I have never heard", "I am not sure",
                       "I can only")
 

@@ -17,8 +17,8 @@ from . import artifacts, report_card
 from .causal_lm import context_length, load_causal_lm
 from .config import DATA_DIR, Settings, seed_everything, setting
 from .evaluation import Evaluation, evaluate_model
-from .training import IGNORE, LMData, pad_rows, split_heldout, train_lm
 from .scripted import DEMO_ADMISSIONS, admission_demonstrations, mix_in_admissions
+from .training import IGNORE, LMData, pad_rows, split_heldout, train_lm
 from .world import World, format_prompt
 
 DEMONSTRATIONS = DATA_DIR / "sft" / "demonstrations.jsonl"
