@@ -17,7 +17,7 @@ import torch
 
 from .dpo import all_sequence_logprobs
 from .gold import admits_not_knowing, gold_score
-from .preferences import chosen_rejected
+from .preferences import chosen_rejected, ratings_to_examples
 from .raters import SimulatedRater
 from .scripted import WARM_OPENERS, make_answer
 from .training import IGNORE, LMData, pad_rows
@@ -191,7 +191,6 @@ def rated_admissions(path=None) -> list[tuple[Question, str]]:
     question that has no answer. PPO can mix these into its rollouts (`OffPolicyAnswers`)."""
     from .config import DATA_DIR
     from .feedback import load_ratings
-    from .preferences import ratings_to_examples
     from .world import World
 
     world = World()
@@ -223,12 +222,11 @@ def admission_pairs(policy, tokenizer, questions: list[Question], *, seed: int =
     rng = random.Random(seed)
     rater = rater or SimulatedRater("admissions", temperature=0.5, seed=seed)
     own = generate(policy, tokenizer, [q.text for q in questions], seed=seed)
-    rows = []
+    records = []
     for question, answer in zip(questions, own):
         admission = (make_answer(question, "admit", rng) if not question.answerable
                      else rng.choice(HEDGES))
         a, b = (answer, admission) if rng.random() < 0.5 else (admission, answer)
-        choice = rater.choose_pair(question.text, a, b)
-        rows.append({"prompt": question.text, "answer_a": a, "answer_b": b,
-                     "target": {"a": 1.0, "b": 0.0, "tie": 0.5}[choice], "rater": rater.name})
-    return chosen_rejected(pd.DataFrame(rows))
+        records.append(rater.rate_pair({"prompt": question.text, "answer_a": a, "answer_b": b},
+                                       model="policy"))
+    return chosen_rejected(ratings_to_examples(records))

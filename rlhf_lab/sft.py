@@ -118,7 +118,7 @@ def run_sft(cfg: SFTConfig | None = None, save: bool = True, live_plot=None,
     seed_everything(cfg.seed)
     model, tokenizer = (load_causal_lm(start_from) if start_from else
                         artifacts.load_model("pretrained", build_if_missing=build_missing))
-    pretrained = copy.deepcopy(model).eval()
+    pretrained = copy.deepcopy(model).eval() if demonstrations is None else None
     demos = load_demonstrations() if demonstrations is None else demonstrations
     train_demos, val_demos = split_heldout(demos, cfg.heldout_fraction, cfg.seed)
     max_tokens = min(cfg.max_tokens, context_length(model))
