@@ -22,7 +22,10 @@ The learner's index, chapter by chapter (a notebook shows the source of what it 
                           the verifiable reward and the stages)
     11 exploration        exploration (the probability of what a policy never writes,
                           temperature, off-policy answers, pairs with admissions)
-    (thumbs, to come)     kto (KTO and the thumbs reward loss)
+    12 thumbs             kto (KTO and the thumbs reward loss), thumbs (thumbs as data, a
+                          reward model from thumbs, what a click is worth)
+    13 feedback limits    ai_feedback (a reward model as judge), phrasing (one fact, every
+                          phrasing)
     command line          cli (`python -m rlhf_lab <stage>`), causal_lm (any causal LM),
                           distributed (several devices)
 

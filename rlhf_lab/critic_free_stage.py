@@ -423,18 +423,21 @@ class MatchedPPO:
 def run_matched_ppo(cfg: PPOConfig, name: str = "ppo_short", save: bool = True, live_plot=None,
                     build_missing: bool = False, progress: bool = True, start_from=None,
                     offpolicy=None, notebook: str = "10_beyond_ppo",
-                    setting: str | None = None) -> MatchedPPO:
+                    setting: str | None = None, reward=None) -> MatchedPPO:
     """PPO with chapter 06's settings but chapter 10's budget (cfg.steps x cfg.batch_size
     answers, the same as the critic-free runs), evaluated by the report card and recorded as
     row `name`; no artifact is written (chapter 06's 'ppo' stays the course's PPO policy).
     Chapter 11 starts it from another SFT model (`start_from`, a model folder; the KL is then
-    from that model) and mixes in off-policy answers (`offpolicy`, see `train_ppo`)."""
+    from that model) and mixes in off-policy answers (`offpolicy`, see `train_ppo`).
+    Chapters 12 and 13 train on another reward model, `reward` = (model, tokenizer), e.g. one
+    trained on thumbs; the report card still grades with chapter 04's, so rows compare."""
     seed_everything(cfg.seed)
     policy, reference, tokenizer, reward_model, rm_tokenizer = load_ppo_models(build_missing,
                                                                                 start_from)
     value_head = ValueHead(policy.config.hidden_size).to(get_device())
     start = time.perf_counter()
-    history, _ = train_ppo(policy, value_head, reference, reward_model, rm_tokenizer, tokenizer,
+    trained_on = reward or (reward_model, rm_tokenizer)
+    history, _ = train_ppo(policy, value_head, reference, *trained_on, tokenizer,
                            World().split("train"), curve_questions(cfg.eval_questions), cfg,
                            live_plot, progress, offpolicy)
     seconds = time.perf_counter() - start

@@ -101,7 +101,7 @@ def sequence_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tens
     return torch.where(answer, logprobs, 0.0).sum(-1)                # (batch,)
 
 
-def _batch(data: LMData, rows: torch.Tensor, device) -> dict[str, torch.Tensor]:
+def trimmed_batch(data: LMData, rows: torch.Tensor, device) -> dict[str, torch.Tensor]:
     """Rows of `data` on `device`, without the columns that are padding in every row."""
     batch = data.batch(rows, device)
     keep = batch["attention_mask"].bool().any(0)                     # (seq,)
@@ -121,7 +121,7 @@ def all_sequence_logprobs(model, data: LMData, batch_size: int = 64,
     out = torch.zeros(len(data))
     for start in range(0, len(data), batch_size):
         rows = order[start:start + batch_size]
-        out[rows] = sequence_logprobs(model, **_batch(data, rows, device),
+        out[rows] = sequence_logprobs(model, **trimmed_batch(data, rows, device),
                                       temperature=temperature).float().cpu()
     model.train(was_training)
     return out
@@ -253,7 +253,7 @@ def train_dpo(policy, reference, tokenizer, train_pairs: pd.DataFrame,
         idx = distributed.shard(torch.randint(n, (cfg.batch_size,), generator=generator))
         rows = torch.cat([idx, idx + n])                                # chosen, then rejected
         with distributed.autocast():
-            logprobs = sequence_logprobs(policy, **_batch(train.data, rows, device))  # (2k,)
+            logprobs = sequence_logprobs(policy, **trimmed_batch(train.data, rows, device))  # (2k,)
         ref, target = train.ref_logprobs[rows].to(device), train.target[idx].to(device)
         k = len(idx)
         loss, chosen, rejected = dpo_loss(logprobs[:k].float(), logprobs[k:].float(), ref[:k],

@@ -333,12 +333,13 @@ def latest_per_item(records: Iterable[dict]) -> list[dict]:
     latest: dict[tuple[str, str, str], dict] = {}
     for record in records:
         key = (record["rater"], record["kind"], item_key(record))
-        if key not in latest or _time(record) >= _time(latest[key]):
+        if key not in latest or record_time(record) >= record_time(latest[key]):
             latest[key] = record
     return list(latest.values())
 
 
-def _time(record: dict) -> datetime:
+def record_time(record: dict) -> datetime:
+    """When a record was made (its `time`, ISO 8601 with time zone)."""
     return datetime.fromisoformat(record["time"])
 
 

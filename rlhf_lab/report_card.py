@@ -34,7 +34,8 @@ from .evaluation import COLUMNS, FLAGS, Evaluation, paired_difference, win_rate
 ORDER = ("pretrained", "sft", "ppo", "ppo_overoptimised", "best_of_n", "dpo", "hard_fixed",
          "hard_iterated", "iterated", "ppo_short", "rloo", "grpo", "grpo_hard",
          "grpo_hard_verifiable", "grpo_hard_both", "sft_no_admissions", "sft_few_admissions",
-         "ppo_no_admissions", "dpo_no_admissions", "ppo_offpolicy", "dpo_admission_pairs")
+         "ppo_no_admissions", "dpo_no_admissions", "ppo_offpolicy", "dpo_admission_pairs",
+         "ppo_thumbs", "kto", "dpo_judge", "dpo_human", "ppo_likes_long")
 FIRST_NOTEBOOK = "02_sft"
 # which notebook records each row, for messages about a missing one
 NOTEBOOK_OF = {"pretrained": "02_sft", "sft": "02_sft", "ppo": "06_ppo",
@@ -45,7 +46,10 @@ NOTEBOOK_OF = {"pretrained": "02_sft", "sft": "02_sft", "ppo": "06_ppo",
                "grpo_hard_verifiable": "10_beyond_ppo", "grpo_hard_both": "10_beyond_ppo",
                **dict.fromkeys(["sft_no_admissions", "sft_few_admissions", "ppo_no_admissions",
                                 "dpo_no_admissions", "ppo_offpolicy", "dpo_admission_pairs"],
-                               "11_exploration")}
+                               "11_exploration"),
+               "ppo_thumbs": "12_thumbs", "kto": "12_thumbs",
+               **dict.fromkeys(["dpo_judge", "dpo_human", "ppo_likes_long"],
+                               "13_feedback_limits")}
 COMPARISON = ("baseline", "vs_sft", "vs_sft_low", "vs_sft_high", "vs_sft_within_noise",
               "win_rate_vs_sft")
 TEXT = ("name", "notebook", "setting", "baseline")

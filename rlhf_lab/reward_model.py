@@ -144,12 +144,17 @@ def rewards(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tor
     attention mask, which says exactly which tokens are real, whatever the padding side.
     Position ids count real tokens only, so a left-padded row gets the reward it gets alone.
     """
+    return model.score(pooled_features(model, input_ids, attention_mask)).squeeze(-1).float()
+
+
+def pooled_features(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The hidden state of each row's last real token, what the head reads: (batch, d).
+    Chapter 12's learning curves fit a head alone on these features of the SFT model."""
     hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask,
                               position_ids=position_ids(attention_mask)).last_hidden_state
     columns = torch.arange(input_ids.shape[1], device=input_ids.device)        # (seq,)
     last = (columns * attention_mask).argmax(-1)                               # (batch,)
-    pooled = hidden[torch.arange(input_ids.shape[0], device=input_ids.device), last]  # (batch, d)
-    return model.score(pooled).squeeze(-1).float()                             # (batch,)
+    return hidden[torch.arange(input_ids.shape[0], device=input_ids.device), last]
 
 
 def normalised(model, r: torch.Tensor) -> torch.Tensor:
@@ -388,3 +393,19 @@ def sft_answers(n: int, seed: int, start_from=None) -> tuple[list[str], list[str
     questions = World().split("train")
     prompts = [q.text for q in random.Random(seed).sample(questions, min(n, len(questions)))]
     return prompts, generate(policy, tokenizer, prompts, temperature=1.0, seed=seed)
+
+
+def fit_reward_model(train: pd.DataFrame, val: pd.DataFrame, cfg: RewardConfig | None = None,
+                     live_plot=None, progress: bool = True):
+    """A reward model trained as chapter 04 trains it, on other ratings (chapter 13: a biased
+    rater's): the 'sft' model plus a new head, trained on `train`, measured on `val`,
+    normalised on SFT answers. Nothing is saved. Returns (model, tokenizer, history)."""
+    cfg = cfg or RewardConfig.for_mode()
+    seed_everything(cfg.seed)
+    sft_path = artifacts.require("sft")
+    tokenizer = load_tokenizer(sft_path)
+    model = build_reward_model(sft_path).to(get_device())
+    history = train_reward_model(model, tokenizer, train, val, cfg, live_plot, progress)
+    set_normalisation(model, *reward_stats(model, tokenizer,
+                                           *sft_answers(cfg.normalise_samples, cfg.seed)))
+    return model.requires_grad_(False), tokenizer, history

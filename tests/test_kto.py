@@ -72,3 +72,67 @@ def test_thumbs_reward_loss_is_the_binary_likelihood_of_the_reward():
     # -(log sigmoid(2) + log sigmoid(1) + log sigmoid(0)) / 3
     expected = -(math.log(sigmoid(2.0)) + math.log(sigmoid(1.0)) + math.log(0.5)) / 3
     assert thumbs_reward_loss(rewards, up).item() == pytest.approx(expected)
+
+
+# --- the training loop, on a tiny model ----------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny():
+    """An untrained one-layer GPT-2 and a tokenizer trained on the answers used below."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from rlhf_lab.tokenizer import train_tokenizer
+    from rlhf_lab.world import World, format_dialogue
+
+    questions = [q.text for q in World().split("train")[:12]]
+    texts = [format_dialogue(q, a) for q in questions for a in ("Yes, a cat.", "No, a dog.")]
+    tok = train_tokenizer(texts * 3, vocab_size=300)
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(tok), n_layer=1, n_embd=32, n_head=2, n_positions=64,
+                        bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
+                        pad_token_id=tok.pad_token_id)
+    return GPT2LMHeadModel(config).eval(), tok, questions
+
+
+def toy_thumbs(questions):
+    """Up on "Yes, a cat.", down on "No, a dog.", to every question."""
+    import pandas as pd
+    return pd.DataFrame({"prompt": questions * 2,
+                         "answer": ["Yes, a cat."] * len(questions) + ["No, a dog."] * len(questions),
+                         "up": [True] * len(questions) + [False] * len(questions)})
+
+
+def test_mismatched_twins_pair_each_prompt_with_the_next_rows_answer(tiny):
+    from rlhf_lab.dpo import answer_data
+    from rlhf_lab.kto import tokenize_thumbs
+
+    policy, tok, questions = tiny
+    thumbs = toy_thumbs(questions[:3])
+    tokenized = tokenize_thumbs(policy, tok, thumbs, max_tokens=64)
+    answers = list(thumbs["answer"])
+    expected = answer_data(tok, list(thumbs["prompt"]), answers[1:] + answers[:1], 64)
+    assert torch.equal(tokenized.mismatched.input_ids, expected.input_ids)
+    assert tokenized.up.tolist() == [True] * 3 + [False] * 3
+
+
+def test_training_starts_at_the_hand_value_and_learns_the_thumbs(tiny):
+    import copy
+
+    from rlhf_lab.kto import KTOConfig, train_kto
+
+    policy, tok, questions = tiny
+    policy = copy.deepcopy(policy)
+    reference = copy.deepcopy(policy).requires_grad_(False)
+    train, val = toy_thumbs(questions[:8]), toy_thumbs(questions[8:])
+    cfg = KTOConfig(beta=1.0, batch_size=8, max_steps=30, lr=3e-3, warmup_steps=0,
+                    eval_every=30, ratio=4 / 3)
+    history = train_kto(policy, reference, tok, train, val, cfg, progress=False)
+    start, end = history.iloc[0], history.iloc[-1]
+    # at step 0 the policy is its reference: every log-ratio is 0, z0 = 0, every value is
+    # lambda_y * sigmoid(0), so the loss is mean(lambda_y) / 2; lambda_D = 4/3 (equal counts)
+    assert start["val_loss"] == pytest.approx((4 / 3 + 1.0) / 2 / 2, rel=1e-5)
+    assert start["val_accuracy"] == 0.5 and start["z0"] == 0.0
+    # on held-out questions: thumbs-up answers gained on thumbs-down ones, the loss fell
+    assert end["val_loss"] < start["val_loss"] - 0.05
+    assert end["up_logratio"] > end["down_logratio"] + 1.0
+    assert end["val_accuracy"] > 0.9
