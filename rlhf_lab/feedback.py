@@ -152,7 +152,7 @@ def record_problem(record: object) -> str | None:
                 f"this version of rlhf_lab reads schema {SCHEMA_VERSION} only")
         return f"schema version is {schema!r}, expected {SCHEMA_VERSION} ({hint})"
     kind = record.get("kind")
-    if kind not in KIND_FIELDS:
+    if not isinstance(kind, str) or kind not in KIND_FIELDS:
         return f"kind is {kind!r}; it must be one of {sorted(KIND_FIELDS)}"
     required = COMMON_FIELDS | KIND_FIELDS[kind]
     allowed = required | OPTIONAL_FIELDS[kind]
@@ -263,7 +263,7 @@ def _parse_line(raw: bytes) -> dict | None:
     """The record on one line if it is valid, else None."""
     try:
         record = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return None
     return record if record_problem(record) is None else None
 
@@ -298,6 +298,8 @@ def _record_on_line(path: Path, number: int, raw: bytes) -> dict:
         raise RatingsFileError(f"{where}: not UTF-8 text; {fix}.") from None
     except ValueError as error:
         raise RatingsFileError(f"{where}: not valid JSON ({error}); {fix}.") from None
+    except RecursionError:
+        raise RatingsFileError(f"{where}: JSON nested too deeply to be a rating; {fix}.") from None
     problem = record_problem(record)
     if problem:
         raise RatingsFileError(f"{where}: {problem}; {fix}.")
@@ -309,16 +311,26 @@ def load_ratings(path: str | Path) -> list[dict]:
 
     Validates every line (see `read_records`) and applies undo records: an undone rating
     is left out, and undo records themselves are not returned. An undo must name a rating
-    written earlier in the same file, else RatingsFileError.
+    written earlier in the same file, else RatingsFileError. Every record has its own id: a
+    line that repeats an earlier one exactly (a copy pasted twice) is read once, and two
+    different records with the same id are a RatingsFileError naming both lines.
     """
     path = Path(path)
     ratings: dict[str, dict] = {}
-    seen: set[str] = set()
+    seen: dict[str, tuple[int, dict]] = {}          # id -> (line, record) of every record
     for number, record in enumerate(read_records(path), start=1):
+        if record["id"] in seen:
+            first, earlier = seen[record["id"]]
+            if record == earlier:
+                continue
+            raise RatingsFileError(
+                f"{path}, line {number}: its id {record['id']!r} is also the id of the different "
+                f"record on line {first}; every record needs its own id: delete the line that "
+                "is wrong.")
+        seen[record["id"]] = (number, record)
         if record["kind"] != "undo":
             ratings[record["id"]] = record
-            seen.add(record["id"])
-        elif record["undoes"] not in seen:
+        elif record["undoes"] not in seen or seen[record["undoes"]][1]["kind"] == "undo":
             raise RatingsFileError(
                 f"{path}, line {number}: undoes {record['undoes']!r}, which is not a rating "
                 "on an earlier line of this file; delete this line.")

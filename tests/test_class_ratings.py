@@ -151,6 +151,22 @@ def test_broken_files_are_refused_and_reported_while_the_others_merge(small_clas
                for p in result.problems)
 
 
+def test_hostile_files_are_refused_one_by_one_and_the_merge_goes_on(small_class):
+    folder, paths = small_class
+    first = json.loads(paths[1].read_text(encoding="utf-8").splitlines()[0])
+    paths[1].write_text(json.dumps(first | {"kind": []}) + "\n", encoding="utf-8")
+    paths[2].write_text("[" * 100_000 + "]" * 100_000 + "\n", encoding="utf-8")
+    twin = json.loads(paths[3].read_text(encoding="utf-8").splitlines()[0])
+    with open(paths[3], "a", encoding="utf-8") as file:
+        file.write(json.dumps(twin | {"choice": "tie" if twin["choice"] != "tie" else "a"}) + "\n")
+    result = load_class_folder(folder)
+    files = result.files.set_index("rater")["problem"]
+    assert files[paths[1].stem].startswith("line 1: kind is []")
+    assert files[paths[2].stem].startswith("line 1: JSON nested too deeply")
+    assert "also the id of the different record on line 1" in files[paths[3].stem]
+    assert sorted(result.frame["rater"].unique()) == [paths[0].stem]
+
+
 def test_a_last_line_cut_by_a_crash_is_noted_not_refused_and_no_file_is_changed(small_class):
     folder, paths = small_class
     with open(paths[2], "ab") as file:

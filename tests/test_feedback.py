@@ -206,3 +206,30 @@ def test_duplicate_at_the_same_time_keeps_the_one_written_later(tmp_path):
     path = tmp_path / "ann.jsonl"
     write_lines(path, [first, second])
     assert ratings_frame(path).choice.tolist() == ["b"]
+
+
+def test_hostile_lines_are_named_errors_never_raw_exceptions(tmp_path):
+    path = tmp_path / "ann.jsonl"
+    good = pair_record("ann", PROMPT, "x", "y", "a", "sft")
+    write_lines(path, [good, json.dumps(good | {"kind": []})])
+    with pytest.raises(RatingsFileError, match=r"line 2: kind is \[\]; it must be one of"):
+        load_ratings(path)
+    write_lines(path, [good, "[" * 100_000 + "]" * 100_000])
+    with pytest.raises(RatingsFileError, match="line 2: JSON nested too deeply"):
+        load_ratings(path)
+
+
+def test_two_different_records_with_one_id_are_an_error_and_an_exact_copy_is_read_once(tmp_path):
+    path = tmp_path / "ann.jsonl"
+    first = pair_record("ann", PROMPT, "x", "y", "a", "sft")
+    other = pair_record("ann", PROMPT, "x", "z", "b", "sft") | {"id": first["id"]}
+    write_lines(path, [first, first])
+    assert load_ratings(path) == [first]
+    write_lines(path, [first, other])
+    with pytest.raises(RatingsFileError, match="line 2: its id .* record on line 1"):
+        load_ratings(path)
+    # an undo names a rating, not another undo
+    undo = undo_record("ann", first["id"])
+    write_lines(path, [first, undo, undo_record("ann", undo["id"])])
+    with pytest.raises(RatingsFileError, match="line 3: undoes"):
+        load_ratings(path)
