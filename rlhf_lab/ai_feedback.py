@@ -14,19 +14,12 @@ import pandas as pd
 
 from . import feedback
 from .agreement import cohens_kappa
+from .class_ratings import gold_choice
 from .gold import gold_score
 from .reward_model import score_answers
 from .world import World
 
 CRITERIA = ("correct", "kind", "concise", "on_topic")
-
-
-def gold_choice(prompt: str, answer_a: str, answer_b: str, world: World | None = None) -> str:
-    """'a', 'b' or 'tie': which answer the gold rubric scores higher."""
-    world = world or World()
-    question = world.lookup(prompt)
-    d = gold_score(question, answer_a).total - gold_score(question, answer_b).total
-    return "a" if d > 0 else "b" if d < 0 else "tie"
 
 
 def judge_ratings(pairs: list[dict], reward_model, tokenizer,
@@ -44,10 +37,9 @@ def judge_ratings(pairs: list[dict], reward_model, tokenizer,
 
 def gold_agreement(records: list[dict]) -> dict:
     """How a rater's pair records agree with the gold rubric, on the pairs gold decides
-    (no gold tie): `agreement`, the share chosen as gold chooses (a tie counts as a miss),
+    (`class_ratings.gold_choice`: no tie, i.e. gold totals at least 0.05 apart, chapter 03): `agreement`, the share chosen as gold chooses (a tie counts as a miss),
     Cohen's `kappa` (agreement beyond chance) and `n`."""
-    world = World()
-    rows = [(r["choice"], gold_choice(r["prompt"], r["answer_a"], r["answer_b"], world))
+    rows = [(r["choice"], gold_choice(r["prompt"], r["answer_a"], r["answer_b"]))
             for r in records if r["kind"] == "pair" and r["choice"] in ("a", "b", "tie")]
     rows = [(choice, gold) for choice, gold in rows if gold != "tie"]
     if not rows:
@@ -65,7 +57,7 @@ def where_judges_differ(records: list[dict]) -> pd.DataFrame:
     world = World()
     rows = []
     for r in records:
-        gold = gold_choice(r["prompt"], r["answer_a"], r["answer_b"], world)
+        gold = gold_choice(r["prompt"], r["answer_a"], r["answer_b"])
         if r["kind"] != "pair" or gold == "tie" or r["choice"] == gold:
             continue
         better, worse = ((r["answer_a"], r["answer_b"]) if gold == "a"

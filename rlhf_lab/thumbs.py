@@ -31,9 +31,10 @@ from tqdm.auto import tqdm
 
 from . import artifacts, distributed, feedback
 from .causal_lm import context_length
+from .class_ratings import gold_choice
 from .config import get_device, seed_everything
 from .evaluation import mean_ci
-from .gold import gold_score, words
+from .gold import words
 from .kto import thumbs_reward_loss
 from .preferences import (
     SAMPLE_FILE,
@@ -55,7 +56,6 @@ from .reward_model import (
 )
 from .tokenizer import load_tokenizer
 from .training import lr_at, make_optimizer, optimizer_step
-from .world import World
 
 THUMBS = {"up": True, "down": False}      # what a thumb says about the answer
 THUMBS_COLUMNS = ["prompt", "answer", "up", "rater"]
@@ -117,16 +117,15 @@ def training_thumbs(pairs: pd.DataFrame, rater: SimulatedRater, seed: int,
     return examples, report
 
 
-def gold_pairs(pairs: pd.DataFrame, world: World | None = None) -> pd.DataFrame:
-    """`pairs` (prompt, answer_a, answer_b, ...) with target 1.0 where the gold rubric scores
-    A higher and 0.0 where B; pairs that gold scores equal are dropped. The yardstick of both
-    kinds of reward model: does it order two answers as the rubric does?"""
-    world = world or World()
-    gold = [(gold_score(world.lookup(r.prompt), r.answer_a).total
-             - gold_score(world.lookup(r.prompt), r.answer_b).total) for r in pairs.itertuples()]
-    out = pairs[["prompt", "answer_a", "answer_b"]].assign(target=[float(d > 0) for d in gold],
-                                                            rater="gold")
-    return out[[d != 0 for d in gold]].reset_index(drop=True)
+def gold_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
+    """`pairs` (prompt, answer_a, answer_b, ...) with target 1.0 where the gold rubric prefers
+    A and 0.0 where B (`class_ratings.gold_choice`); pairs gold calls a tie (totals less than
+    0.05 apart, chapter 03's rule) are dropped. The yardstick of both kinds of reward model:
+    does it order two answers as the rubric does?"""
+    gold = [gold_choice(r.prompt, r.answer_a, r.answer_b) for r in pairs.itertuples()]
+    out = pairs[["prompt", "answer_a", "answer_b"]].assign(
+        target=[float(g == "a") for g in gold], rater="gold")
+    return out[[g != "tie" for g in gold]].reset_index(drop=True)
 
 
 def reward_model_pairs(cfg: RewardConfig | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
