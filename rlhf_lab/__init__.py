@@ -23,7 +23,8 @@ The learner's index, chapter by chapter (a notebook shows the source of what it 
     11 exploration        exploration (the probability of what a policy never writes,
                           temperature, off-policy answers, pairs with admissions)
     12 thumbs             kto (KTO and the thumbs reward loss), thumbs (thumbs as data, a
-                          reward model from thumbs, what a click is worth)
+                          reward model from thumbs, what a click is worth), chat (ask the
+                          models your own question, thumbs under each answer)
     13 feedback limits    ai_feedback (a reward model as judge), phrasing (one fact, every
                           phrasing)
     command line          cli (`python -m rlhf_lab <stage>`), causal_lm (any causal LM),

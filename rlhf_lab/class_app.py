@@ -30,6 +30,7 @@ import os
 import secrets
 import socket
 import sys
+import time
 from pathlib import Path
 
 import ipywidgets as widgets
@@ -41,6 +42,9 @@ from .widget import RatingWidget
 APP_NOTEBOOK = Path(__file__).with_name("class_app.ipynb")
 ENV_PAIRS, ENV_FOLDER = "RLHF_LAB_CLASS_PAIRS", "RLHF_LAB_CLASS_FOLDER"   # serve -> kernels
 CLAIMS = ".claims"                               # <folder>/.claims/<name>: that name's resume code
+WRONG = ".wrong"                                 # <folder>/.claims/.wrong/<name>: failed codes
+WRONG_CODES_ALLOWED = 5    # wrong resume codes for one name within LOCKOUT_SECONDS lock it ...
+LOCKOUT_SECONDS = 600      # ... until LOCKOUT_SECONDS after the last one: ~1 guess a minute
 PAIR_FIELDS = {"prompt": True, "answer_a": True, "answer_b": True, "model": False, "model_b": False}
 
 
@@ -92,6 +96,11 @@ def _pair_problem(pair: object) -> str | None:
             continue
         if not isinstance(value, str) or not value.strip():
             return f"field {name!r} must be a non-empty string, not {value!r}"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as error:
+            return (f"field {name!r} holds {value[error.start:error.end]!r}, half of a "
+                    "character (a lone surrogate) that no ratings file can store")
     unknown = sorted(set(pair) - set(PAIR_FIELDS))
     return f"unknown fields {unknown} (a pair has only {list(PAIR_FIELDS)})" if unknown else None
 
@@ -134,23 +143,37 @@ def write_pairs_file(out: str | Path, n_pairs: int, policies: list[str], seed: i
 
 # --- names ---------------------------------------------------------------------------------
 
-def claim_name(folder: str | Path, name: str, code: str = "") -> str:
+def claim_name(folder: str | Path, name: str, code: str = "", now: float | None = None) -> str:
     """Let `name` rate in `folder` and return its resume code.
 
     The first claim of a name creates `<folder>/.claims/<name>` (atomically: of two students
     typing the same new name at once, one gets it) holding a new six-digit code. Later
-    claims must give that code. A ratings file that no claim covers (not written by the
-    app) is never handed out. Raises ValueError (bad name) or NameTakenError.
+    claims must give that code. Guessing is locked out: after WRONG_CODES_ALLOWED wrong
+    codes for one name within LOCKOUT_SECONDS, every claim of that name (the right code
+    included) is refused until LOCKOUT_SECONDS after the last wrong one, so guessing one
+    of the million codes takes years, not minutes. An empty code is not a guess. A ratings
+    file that no claim covers (not written by the app) is never handed out. Raises
+    ValueError (bad name) or NameTakenError. `now`: the time (seconds), for tests.
     """
     feedback.check_rater_name(name)
     claims = Path(folder) / CLAIMS
-    claims.mkdir(parents=True, exist_ok=True)
+    (claims / WRONG).mkdir(parents=True, exist_ok=True)
     claim = claims / name
     taken = (f"The name {name!r} is taken in this class. If it is yours, type the resume code "
              "you were shown when you started; otherwise choose another name.")
     if claim.exists():
+        now = time.time() if now is None else now
+        wrong = _recent_wrong_codes(claims / WRONG / name, now)
+        if len(wrong) >= WRONG_CODES_ALLOWED:
+            wait = max(1, round((wrong[-1] + LOCKOUT_SECONDS - now) / 60))
+            raise NameTakenError(f"Too many wrong resume codes for {name!r}: try again in about "
+                                 f"{wait} minute{'s' if wait != 1 else ''}, or ask your "
+                                 "instructor, who can read the code in the class folder.")
         if code and hmac.compare_digest(claim.read_bytes().strip(), code.strip().encode()):
             return code.strip()
+        if code.strip():
+            with open(claims / WRONG / name, "a", encoding="utf-8") as file:
+                file.write(f"{now}\n")
         raise NameTakenError(taken)
     if feedback.ratings_path(name, folder).exists():
         raise NameTakenError(taken)
@@ -164,6 +187,17 @@ def claim_name(folder: str | Path, name: str, code: str = "") -> str:
         file.flush()
         os.fsync(file.fileno())
     return new_code
+
+
+def _recent_wrong_codes(path: Path, now: float) -> list[float]:
+    """The times of the wrong codes for one name within LOCKOUT_SECONDS of the last one, if
+    that last one is within LOCKOUT_SECONDS of `now` (else none: the lockout is over)."""
+    if not path.exists():
+        return []
+    times = sorted(float(t) for t in path.read_text(encoding="utf-8").split())
+    if not times or now - times[-1] >= LOCKOUT_SECONDS:
+        return []
+    return [t for t in times if times[-1] - t < LOCKOUT_SECONDS]
 
 
 # --- the app --------------------------------------------------------------------------------

@@ -88,7 +88,12 @@ class _RatingWidget(widgets.VBox):
         """Save `choice` for the item on screen, then show the next one."""
         if self.current is None:
             return
-        record = self.writer.append(self._record(self.current, choice))
+        try:
+            record = self.writer.append(self._record(self.current, choice))
+        except (OSError, ValueError) as error:      # a full disk, a file made read-only, ...
+            self._show(f"NOT SAVED: {error}. Your click was not recorded; try again, or tell "
+                       "your instructor.")
+            return
         self.history.append(record)
         self.queue.pop(0)
         self._show(f"Saved: {self._label(choice)}.")
@@ -98,8 +103,14 @@ class _RatingWidget(widgets.VBox):
         if not self.history:
             self._show("Nothing to undo.")
             return
-        record = self.history.pop()
-        self.writer.append(feedback.undo_record(self.writer.rater, record["id"]))
+        record = self.history[-1]
+        try:
+            self.writer.append(feedback.undo_record(self.writer.rater, record["id"]))
+        except (OSError, ValueError) as error:
+            self._show(f"NOT UNDONE: {error}. The rating stands; try again, or tell your "
+                       "instructor.")
+            return
+        self.history.pop()
         key = feedback.item_key(record)
         if key not in {feedback.item_key(r) for r in self.history}:
             self.queue.insert(0, key)

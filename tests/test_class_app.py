@@ -106,6 +106,40 @@ def test_two_claims_of_one_new_name_give_it_to_one_rater(tmp_path):
     assert feedback.ratings_frame(tmp_path).empty      # chapter 09 reads the folder as it is
 
 
+def test_guessing_a_resume_code_is_locked_out_after_a_few_tries(tmp_path):
+    from rlhf_lab.class_app import LOCKOUT_SECONDS, WRONG_CODES_ALLOWED
+
+    code = claim_name(tmp_path, "dee", now=1000.0)
+    wrong = "000000" if code != "000000" else "111111"
+    for i in range(WRONG_CODES_ALLOWED):
+        with pytest.raises(NameTakenError, match="is taken"):
+            claim_name(tmp_path, "dee", wrong, now=1000.0 + i)
+    # locked: even the right code is refused, with the time to wait, until the lockout ends
+    with pytest.raises(NameTakenError, match="Too many wrong resume codes .* about 10 minutes"):
+        claim_name(tmp_path, "dee", code, now=1010.0)
+    last = 1000.0 + WRONG_CODES_ALLOWED - 1
+    assert claim_name(tmp_path, "dee", code, now=last + LOCKOUT_SECONDS) == code
+    # an empty code (someone else who chose the same name) is not a guess
+    for _ in range(3 * WRONG_CODES_ALLOWED):
+        with pytest.raises(NameTakenError, match="is taken"):
+            claim_name(tmp_path, "dee", "", now=5000.0)
+    assert claim_name(tmp_path, "dee", code, now=5000.0) == code
+    # at most WRONG_CODES_ALLOWED guesses per LOCKOUT_SECONDS: the expected time to find one
+    # of the million codes is over a year
+    assert 10**6 / 2 / WRONG_CODES_ALLOWED * LOCKOUT_SECONDS / (365 * 24 * 3600) > 1
+
+
+def test_one_student_locked_out_leaves_the_others_alone(tmp_path):
+    from rlhf_lab.class_app import WRONG_CODES_ALLOWED
+
+    claim_name(tmp_path, "eve", now=0.0)
+    code = claim_name(tmp_path, "fay", now=0.0)
+    for _ in range(WRONG_CODES_ALLOWED + 1):
+        with pytest.raises(NameTakenError):
+            claim_name(tmp_path, "eve", "123456x", now=1.0)
+    assert claim_name(tmp_path, "fay", code, now=2.0) == code
+
+
 # --- the pairs file --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("content, message", [
@@ -117,6 +151,8 @@ def test_two_claims_of_one_new_name_give_it_to_one_rater(tmp_path):
     ('{"prompt": "q?", "answer_a": "x"}\n', "field 'answer_b' must be a non-empty string"),
     ('{"prompt": "q?", "answer_a": "x", "answer_b": ""}\n', "'answer_b' must be a non-empty"),
     ('{"prompt": "q?", "answer_a": "x", "answer_b": "y", "score": 1}\n', "unknown fields ['score']"),
+    ('{"prompt": "q?", "answer_a": "x\\ud800", "answer_b": "y"}\n',
+     "field 'answer_a' holds '\\ud800', half of a character (a lone surrogate)"),
 ])
 def test_a_missing_or_malformed_pairs_file_is_a_clear_error(tmp_path, content, message):
     path = tmp_path / "pairs.jsonl"

@@ -136,3 +136,19 @@ def test_thumbs_widget_rates_single_answers_and_resumes(tmp_path):
     # pair and thumbs ratings share the file without mixing
     pairs = RatingWidget(PAIRS, "ann", "sft", folder=tmp_path)
     assert pairs.progress_label.value == "rated 0 / 5" and pairs.buttons["undo"].disabled
+
+
+def test_a_failed_save_is_shown_and_the_item_stays(tmp_path, monkeypatch):
+    widget = RatingWidget(PAIRS, rater="ann", model="sft", folder=tmp_path)
+    first = widget.current
+
+    def disk_full(record):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(widget.writer, "append", disk_full)
+    widget.buttons["a"].click()
+    assert widget.status.value.startswith("NOT SAVED") and "No space left" in widget.status.value
+    assert widget.current == first and widget.history == []
+    monkeypatch.undo()
+    widget.buttons["a"].click()
+    assert widget.status.value.startswith("Saved") and widget.current != first
