@@ -37,7 +37,8 @@ def judge_ratings(pairs: list[dict], reward_model, tokenizer,
 
 def gold_agreement(records: list[dict]) -> dict:
     """How a rater's pair records agree with the gold rubric, on the pairs gold decides
-    (`class_ratings.gold_choice`: no tie, i.e. gold totals at least 0.05 apart, chapter 03): `agreement`, the share chosen as gold chooses (a tie counts as a miss),
+    (`class_ratings.gold_choice`: gold totals at least 0.05 apart, chapter 03's tie rule):
+    `agreement`, the share chosen as gold chooses (a tie counts as a miss),
     Cohen's `kappa` (agreement beyond chance) and `n`."""
     rows = [(r["choice"], gold_choice(r["prompt"], r["answer_a"], r["answer_b"]))
             for r in records if r["kind"] == "pair" and r["choice"] in ("a", "b", "tie")]
