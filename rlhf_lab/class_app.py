@@ -41,6 +41,8 @@ from .widget import RatingWidget
 
 APP_NOTEBOOK = Path(__file__).with_name("class_app.ipynb")
 ENV_PAIRS, ENV_FOLDER = "RLHF_LAB_CLASS_PAIRS", "RLHF_LAB_CLASS_FOLDER"   # serve -> kernels
+ENV_CULL = "RLHF_LAB_CLASS_CULL_SECONDS"
+CULL_SECONDS = 120          # a kernel whose page closed is shut down after this long idle
 CLAIMS = ".claims"                               # <folder>/.claims/<name>: that name's resume code
 WRONG = ".wrong"                                 # <folder>/.claims/.wrong/<name>: failed codes
 WRONG_CODES_ALLOWED = 5    # wrong resume codes for one name within LOCKOUT_SECONDS lock it ...
@@ -280,6 +282,11 @@ def serve(pairs: str | Path, folder: str | Path, host: str, port: int,
     config.Voila.update(ip=host, port=port, port_retries=0, open_browser=False, token=token,
                         config_file_paths=[])     # no stray voila.json can change these
     config.VoilaConfiguration.file_allowlist = []  # serve the app, not a single file
+    # A closed page leaves its kernel idle and unconnected: shut it down after CULL_SECONDS,
+    # so page loads cannot fill the machine's memory. Open pages are never culled.
+    cull = int(os.environ.get(ENV_CULL) or CULL_SECONDS)
+    config.MappingKernelManager.update(cull_idle_timeout=cull, cull_connected=False,
+                                       cull_interval=max(1, min(30, cull // 2)))
     if os.name == "posix":   # kernels on Unix sockets: thirty starting at once race for TCP ports
         config.KernelManager.transport = "ipc"
         config.Voila.connection_dir_root = "/tmp"  # short paths: a socket path has ~100 bytes

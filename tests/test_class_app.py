@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from browser_tools import (CHROMIUM_ARGS, free_port, http_get, log_tail, output_dir,
-                           require_chromium, running_server)
+from browser_tools import (CHROMIUM_ARGS, chromium_browser, free_port, http_get, log_tail,
+                           output_dir, require_chromium, running_server)
 
 from rlhf_lab import class_app, feedback
 from rlhf_lab.class_app import (ClassRatingApp, NameTakenError, PairsFileError,
@@ -429,3 +429,51 @@ def test_thirty_raters_at_once_every_click_in_its_raters_file_once(tmp_path):
         writer.writeheader()
         writer.writerow(figures)
     print("\nclass app load test:", ", ".join(f"{k}={v}" for k, v in figures.items()))
+
+
+def kernels_of(proc) -> int:
+    """How many kernels the server process `proc` runs now."""
+    import psutil
+
+    return sum("ipykernel" in " ".join(child.cmdline())
+               for child in psutil.Process(proc.pid).children(recursive=True))
+
+
+def wait_for_kernels(proc, n: int, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while kernels_of(proc) != n and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return kernels_of(proc)
+
+
+@pytest.mark.browser
+def test_kernels_of_closed_pages_are_shut_down_and_open_pages_keep_theirs(tmp_path):
+    """Every page load starts a kernel. Before culling they all stayed, so anyone with the
+    class link could fill the machine's memory by reloading."""
+    require_chromium()
+    out = output_dir("class_app_cull")
+    port = free_port()
+    cmd = [sys.executable, "-m", "rlhf_lab.class_app", "serve", "--pairs",
+           str(write_pairs(tmp_path / "pairs.jsonl")), "--folder", str(tmp_path / "ratings"),
+           "--host", "127.0.0.1", "--port", str(port)]
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+           "IPYTHONDIR": str(tmp_path / "ipython"), class_app.ENV_CULL: "4"}
+    url = f"http://127.0.0.1:{port}"
+    with running_server(cmd, env, f"{url}/login", out / "voila.log") as proc:
+        token = re.search(r"Class token: (\S+)", (out / "voila.log").read_text()).group(1)
+        with chromium_browser() as browser:
+            page = browser.new_page()
+            page.goto(f"{url}/?token={token}")
+            page.locator(".widget-text input").first.wait_for(timeout=120_000)
+            for _ in range(2):                     # two loads whose pages are gone at once
+                assert http_get(f"{url}/?token={token}", timeout=60)[0] == 200
+            assert kernels_of(proc) == 3
+            assert wait_for_kernels(proc, 1, timeout=30) == 1    # the open page keeps its own
+            page.locator(".widget-text input").first.fill("gus")
+            page.locator(".widget-button", has_text="Start rating").click()
+            page.locator(".widget-button", has_text="A better").click()
+            page.locator(".widget-label", has_text="rated 1").wait_for(timeout=60_000)
+            page.close()
+            assert wait_for_kernels(proc, 0, timeout=30) == 0    # and its page closed
+    [record] = feedback.load_ratings(tmp_path / "ratings" / "gus.jsonl")
+    assert record["choice"] == "a"
