@@ -137,13 +137,14 @@ class ChatWidget(widgets.VBox):
         again = widgets.Button(description="Regenerate")
         again.on_click(lambda _: self.regenerate())
         self.temperature = widgets.FloatSlider(value=temperature, min=0.1, max=2.0, step=0.1,
-                                               description="temperature", readout_format=".1f")
+                                               description="temperature", readout_format=".1f",
+                                               style={"description_width": "initial"})
         self.columns, self.bodies, self.notes, self.thumbs = {}, {}, {}, {}
         for name in self.models:
             self.bodies[name] = widgets.HTML()
             self.notes[name] = widgets.HTML()
             self.thumbs[name] = {choice: widgets.Button(description=label, disabled=True)
-                                 for choice, label in (("up", "👍"), ("down", "👎"))}
+                                 for choice, label in (("up", "👍 Good"), ("down", "👎 Bad"))}
             for choice, button in self.thumbs[name].items():
                 button.on_click(lambda _, n=name, c=choice: self.thumb(n, c))
             self.columns[name] = widgets.VBox(
