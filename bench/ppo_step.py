@@ -4,7 +4,9 @@ One iteration = generation + policy forward (old log-probs, values) + reference 
 reward-model scoring + advantages + update (ppo_epochs passes of forward and backward).
 The unavoidable part of any on-policy RL step is generating the answers plus one forward
 and backward pass over the same tokens; the ratio whole / unavoidable says how much PPO's
-extra passes (reference, scoring, several epochs) cost on top.
+extra passes (reference, scoring, several epochs) cost on top. Each part's MFU is its useful
+FLOPs (2 x parameters per token forward, 6 x forward and backward) over the device's float32
+matmul rate: how busy that part keeps the cores.
 
 Uses the chapter 02 and 04 artifacts of full mode when they exist; otherwise it builds the
 quick-mode ones (a couple of minutes) and says so. Prints a table and writes
@@ -68,6 +70,37 @@ def forward_backward_seconds(policy, value_head, rollout, cfg, device) -> float:
     return seconds
 
 
+def matmul_flops(device: torch.device, size: int, repeats: int = 5) -> float:
+    """The device's float32 matmul rate, FLOPs per second (best of `repeats`)."""
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    best = float("inf")
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        a @ b
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
+
+
+def part_flops(policy, reference, reward_model, prompt_tokens: float, answer_tokens: float,
+               cfg) -> dict[str, float]:
+    """The useful FLOPs of each part of one iteration, by the usual count: 2 x parameters per
+    token for a forward pass, 6 x for forward and backward (padding and finished rows are
+    not counted, so the MFU is of useful work). Generation: the prompts once and every
+    answer token; the passes over whole answers: prompt + answer tokens."""
+    def size(model) -> int:
+        return sum(p.numel() for p in model.parameters())
+
+    tokens = prompt_tokens + answer_tokens
+    return {"generation": 2 * size(policy) * tokens,
+            "policy forward": 2 * size(policy) * tokens,
+            "reference pass": 2 * size(reference) * tokens,
+            "scoring": 2 * size(reward_model) * tokens,
+            "update": 6 * size(policy) * tokens * cfg.ppo_epochs}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=5, help="timed PPO iterations")
@@ -107,7 +140,7 @@ def main() -> None:
     ppo_iteration(policy, value_head, reference, reward_model, rm_tokenizer, tokenizer,
                   batch(0), optimizer, kl_controller, cfg)           # warm-up, not timed
     watch = Stopwatch(device)
-    floors, lengths = [], []
+    floors, lengths, token_counts = [], [], []
     for i in range(1, args.iterations + 1):
         with watch("whole iteration"):
             stats = ppo_iteration(policy, value_head, reference, reward_model, rm_tokenizer,
@@ -117,6 +150,9 @@ def main() -> None:
         rollout = make_rollout(policy, value_head, reference, reward_model, rm_tokenizer,
                                tokenizer, batch(i), cfg, kl_controller.value)
         floors.append(forward_backward_seconds(policy, value_head, rollout, cfg, device))
+        mask = rollout.attention_mask
+        token_counts.append((int(mask[:, :rollout.prompt_length].sum()),
+                             int(mask[:, rollout.prompt_length:].sum())))
 
     n = args.iterations
     per_iteration = {name: s / n for name, s in watch.seconds.items()}
@@ -124,8 +160,13 @@ def main() -> None:
     per_iteration["other (advantages, bookkeeping)"] = whole - sum(per_iteration.values())
     forward_backward = sum(floors) / n
     unavoidable = per_iteration["generation"] + forward_backward
+    prompt_tokens = sum(p for p, _ in token_counts) / n
+    answer_tokens = sum(a for _, a in token_counts) / n
+    flops = part_flops(policy, reference, reward_model, prompt_tokens, answer_tokens, cfg)
+    peak = max(matmul_flops(device, size) for size in (256, 512, 1024))
     table = pd.DataFrame([{"part": name, "seconds": round(s, 3),
-                           "share_of_iteration": round(s / whole, 3)}
+                           "share_of_iteration": round(s / whole, 3),
+                           "mfu": round(flops[name] / s / peak, 4) if name in flops else None}
                           for name, s in per_iteration.items()])
     summary = pd.DataFrame([{
         "device": str(device), "threads": torch.get_num_threads(), "mode": mode_name(),
@@ -136,7 +177,11 @@ def main() -> None:
            for name, s in per_iteration.items()},
         "one_forward_backward_s": round(forward_backward, 3),
         "unavoidable_s": round(unavoidable, 3),
-        "ratio_whole_to_unavoidable": round(whole / unavoidable, 2)}])
+        "ratio_whole_to_unavoidable": round(whole / unavoidable, 2),
+        "matmul_gflops_per_s": round(peak / 1e9, 1),
+        **{f"{name.split(' (')[0].replace(' ', '_')}_mfu": round(flops[name] / s / peak, 4)
+           for name, s in per_iteration.items() if name in flops},
+        "iteration_mfu": round(sum(flops.values()) / whole / peak, 4)}])
     print(table.to_string(index=False))
     print(summary.T.to_string(header=False))
     RESULTS.mkdir(exist_ok=True)
