@@ -71,6 +71,12 @@ def build_reward_model(path_or_name: str | Path):
     return model
 
 
+def new_reward_model(sft_path: str | Path):
+    """(model, tokenizer): the SFT model at `sft_path` with a new scalar head
+    (`build_reward_model`), on the device, and its tokenizer."""
+    return build_reward_model(sft_path).to(get_device()), load_tokenizer(sft_path)
+
+
 @dataclass
 class RewardConfig(Settings):
     """Chapter 04: a reward model (the SFT model plus a scalar head) trained on pairwise ratings."""
@@ -332,6 +338,17 @@ def set_normalisation(model, mean: float, std: float) -> None:
     model.config.reward_mean, model.config.reward_std = float(mean), float(std)
 
 
+def normalise_on_sft_answers(model, tokenizer, cfg: RewardConfig,
+                             start_from=None) -> tuple[float, float]:
+    """Normalise the rewards to mean 0 and std 1 on cfg.normalise_samples answers of the SFT
+    model (`start_from`: that model folder instead), as every reward model of the course is;
+    returns the raw (mean, std)."""
+    mean, std = reward_stats(model, tokenizer,
+                             *sft_answers(cfg.normalise_samples, cfg.seed, start_from))
+    set_normalisation(model, mean, std)
+    return mean, std
+
+
 # --- the whole chapter --------------------------------------------------------------------
 
 @dataclass
@@ -367,16 +384,13 @@ def run_reward_model(cfg: RewardConfig | None = None, save: bool = True, live_pl
     artifacts.require("pairs", build_if_missing=build_missing)
     records, report = training_ratings(cfg)
     train, val = split_ratings(ratings_to_examples(records), cfg.heldout_fraction, cfg.seed)
-    tokenizer = load_tokenizer(sft_path)
-    model = build_reward_model(sft_path).to(get_device())
+    model, tokenizer = new_reward_model(sft_path)
     start = time.perf_counter()
     history = train_reward_model(model, tokenizer, train, val, cfg, live_plot=live_plot)
     train_seconds = time.perf_counter() - start
     accuracy = pair_accuracy(model, tokenizer, val)
     ceiling = noise_ceiling(val, ceiling_raters(val, cfg))
-    prompts, answers = sft_answers(cfg.normalise_samples, cfg.seed, start_from)
-    mean, std = reward_stats(model, tokenizer, prompts, answers)
-    set_normalisation(model, mean, std)
+    mean, std = normalise_on_sft_answers(model, tokenizer, cfg, start_from)
     if save:
         artifacts.save_model(model, tokenizer, "reward_model", {
             "config": cfg.__dict__, "accuracy": accuracy, "noise_ceiling": ceiling,
@@ -402,10 +416,7 @@ def fit_reward_model(train: pd.DataFrame, val: pd.DataFrame, cfg: RewardConfig |
     normalised on SFT answers. Nothing is saved. Returns (model, tokenizer, history)."""
     cfg = cfg or RewardConfig.for_mode()
     seed_everything(cfg.seed)
-    sft_path = artifacts.require("sft")
-    tokenizer = load_tokenizer(sft_path)
-    model = build_reward_model(sft_path).to(get_device())
+    model, tokenizer = new_reward_model(artifacts.require("sft"))
     history = train_reward_model(model, tokenizer, train, val, cfg, live_plot, progress)
-    set_normalisation(model, *reward_stats(model, tokenizer,
-                                           *sft_answers(cfg.normalise_samples, cfg.seed)))
+    normalise_on_sft_answers(model, tokenizer, cfg)
     return model.requires_grad_(False), tokenizer, history

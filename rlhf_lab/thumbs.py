@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from . import artifacts, distributed, feedback
 from .causal_lm import context_length
 from .class_ratings import gold_choice
-from .config import get_device, seed_everything
+from .config import seed_everything
 from .evaluation import mean_ci
 from .gold import words
 from .kto import thumbs_reward_loss
@@ -45,16 +45,13 @@ from .preferences import (
 from .raters import SimulatedRater
 from .reward_model import (
     RewardConfig,
-    build_reward_model,
+    new_reward_model,
+    normalise_on_sft_answers,
     pair_fit,
     pooled_features,
     reward_inputs,
-    reward_stats,
     rewards,
-    set_normalisation,
-    sft_answers,
 )
-from .tokenizer import load_tokenizer
 from .training import lr_at, make_optimizer, optimizer_step
 
 THUMBS = {"up": True, "down": False}      # what a thumb says about the answer
@@ -209,15 +206,12 @@ def run_thumbs_reward_model(cfg: RewardConfig | None = None, thumbs=None, val_pa
             rater = SimulatedRater("simulated", temperature=cfg.rater_temperature, seed=cfg.seed)
             thumbs, report = training_thumbs(train_pairs, rater, cfg.seed)
         val_pairs = gold_pairs(heldout) if val_pairs is None else val_pairs
-    sft_path = artifacts.require("sft")
-    tokenizer = load_tokenizer(sft_path)
-    model = build_reward_model(sft_path).to(get_device())
+    model, tokenizer = new_reward_model(artifacts.require("sft"))
     start = time.perf_counter()
     history = train_thumbs_reward_model(model, tokenizer, thumbs, val_pairs, cfg, live_plot)
     seconds = time.perf_counter() - start
     accuracy = pair_fit(model, tokenizer, val_pairs)["accuracy"]
-    set_normalisation(model, *reward_stats(model, tokenizer,
-                                           *sft_answers(cfg.normalise_samples, cfg.seed)))
+    normalise_on_sft_answers(model, tokenizer, cfg)
     if save:
         artifacts.save_model(model, tokenizer, name, {
             "config": cfg.__dict__, "gold_pair_accuracy": accuracy, "thumbs": len(thumbs),
