@@ -7,7 +7,7 @@ is the least any sampler must do: one forward pass over the prompts, then one fo
 one token per step on the cache, a softmax and a multinomial draw, stopping when every answer
 has ended. ratio = plain seconds / sample seconds (1.0: no overhead; issue 21 asks >= 0.8).
 It also reports the answer tokens per second and `answer_mfu`: 2 x parameters FLOPs per answer
-token over the CPU's float32 matmul rate (the prompts' forward pass is not counted).
+token over the device's float32 matmul rate (the prompts' forward pass is not counted).
 
 Uses the full-mode 'sft' artifact when it exists; otherwise builds the quick-mode one. Prints
 a table and writes bench/results/generation.csv.
@@ -25,19 +25,9 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from pretrain_throughput import matmul_flops, sync   # bench/ is on the path when run
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def matmul_flops(size: int = 512, repeats: int = 5) -> float:
-    """The CPU's float32 matmul rate, FLOPs per second (best of `repeats`)."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best
 
 
 def _cache_of(out):
@@ -48,8 +38,9 @@ def _cache_of(out):
 def plain_sample(model, tokenizer, prompts: list[str], max_new_tokens: int,
                  temperature: float) -> int:
     """A plain KV-cached sampling loop; returns the number of answer tokens generated."""
+    device = next(model.parameters()).device
     tokenizer.padding_side = "left"
-    enc = tokenizer(prompts, return_tensors="pt", padding=True)
+    enc = tokenizer(prompts, return_tensors="pt", padding=True).to(device)
     mask = enc["attention_mask"]
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     # the cache's keyword: `cache` in recent transformers, `past_key_values` before
@@ -58,7 +49,7 @@ def plain_sample(model, tokenizer, prompts: list[str], max_new_tokens: int,
                 use_cache=True, logits_to_keep=1)
     past, logits = _cache_of(out), out.logits[:, -1]
     position = positions[:, -1:] + 1
-    done = torch.zeros(len(prompts), dtype=torch.bool)
+    done = torch.zeros(len(prompts), dtype=torch.bool, device=device)
     generated = 0
     for _ in range(max_new_tokens):
         probs = torch.softmax(logits.float() / temperature, dim=-1)
@@ -68,7 +59,7 @@ def plain_sample(model, tokenizer, prompts: list[str], max_new_tokens: int,
         done |= token == tokenizer.eos_token_id
         if done.all():
             break
-        mask = torch.cat([mask, torch.ones(len(prompts), 1, dtype=mask.dtype)], dim=1)
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
         out = model(input_ids=token[:, None], attention_mask=mask, position_ids=position,
                     use_cache=True, **{key: past})
         past, logits = _cache_of(out), out.logits[:, -1]
@@ -96,6 +87,7 @@ def main() -> None:
         os.environ["RLHF_LAB_QUICK"] = "1"
     model, tokenizer = artifacts.load_model("sft", build_if_missing=True)
     model.eval()
+    device = next(model.parameters()).device
     questions = [q.text for q in World().split("train")[: args.batch]]
     prompts = [format_prompt(q) for q in questions]
     parameters = sum(p.numel() for p in model.parameters())
@@ -106,15 +98,19 @@ def main() -> None:
     tokens = {"sample": [], "plain": []}
     for round_ in range(args.rounds):
         torch.manual_seed(round_)
+        sync(device)
         start = time.perf_counter()
         samples = sample(model, tokenizer, questions, max_new_tokens=args.max_new_tokens)
+        sync(device)
         times["sample"].append(time.perf_counter() - start)
         tokens["sample"].append(int(samples.answer_mask.sum()))
         torch.manual_seed(round_)
+        sync(device)
         start = time.perf_counter()
         tokens["plain"].append(plain_sample(model, tokenizer, prompts, args.max_new_tokens, 1.0))
+        sync(device)
         times["plain"].append(time.perf_counter() - start)
-    peak = max(matmul_flops(n) for n in (256, 512, 1024))
+    peak = max(matmul_flops(device, n) for n in (256, 512, 1024))
     rows = []
     for name in ("sample", "plain"):
         seconds = statistics.median(times[name])

@@ -25,13 +25,9 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from pretrain_throughput import matmul_flops, sync   # bench/ is on the path when run
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 class Stopwatch:
@@ -68,20 +64,6 @@ def forward_backward_seconds(policy, value_head, rollout, cfg, device) -> float:
     policy.zero_grad(set_to_none=True)
     value_head.zero_grad(set_to_none=True)
     return seconds
-
-
-def matmul_flops(device: torch.device, size: int, repeats: int = 5) -> float:
-    """The device's float32 matmul rate, FLOPs per second (best of `repeats`)."""
-    a = torch.randn(size, size, device=device)
-    b = torch.randn(size, size, device=device)
-    best = float("inf")
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        a @ b
-        sync(device)
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best
 
 
 def part_flops(policy, reference, reward_model, prompt_tokens: float, answer_tokens: float,
