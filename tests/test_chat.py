@@ -3,7 +3,7 @@ model, a failed save shown and never lost silently, bad questions refused with a
 import json
 
 import pytest
-import torch
+from tiny_models import chat_models
 
 from rlhf_lab import feedback
 from rlhf_lab.chat import MAX_QUESTION_CHARS, ChatWidget
@@ -16,21 +16,7 @@ QUESTION = World().split("train")[0]
 @pytest.fixture(scope="module")
 def tiny_models():
     """Two untrained one-layer GPT-2s sharing a tokenizer trained on a few dialogues."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    from rlhf_lab.tokenizer import train_tokenizer
-    from rlhf_lab.world import format_dialogue
-
-    texts = [format_dialogue(q.text, "A cat is grey.") for q in World().split("train")[:20]] * 3
-    tok = train_tokenizer(texts, vocab_size=300)
-    models = {}
-    for name, seed in (("one", 0), ("two", 1)):
-        torch.manual_seed(seed)
-        config = GPT2Config(vocab_size=len(tok), n_layer=1, n_embd=32, n_head=2, n_positions=96,
-                            bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
-                            pad_token_id=tok.pad_token_id)
-        models[name] = (GPT2LMHeadModel(config).eval(), tok)
-    return models
+    return chat_models()
 
 
 def test_ask_answers_with_every_model_and_shows_gold_for_a_known_question(tiny_models, tmp_path):

@@ -17,22 +17,11 @@ from rlhf_lab.chat import MAX_QUESTION_CHARS
 
 SETUP = '''
 import os
-import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+import sys
+sys.path.insert(0, os.environ["TESTS_DIR"])
+from tiny_models import chat_models
 from rlhf_lab.chat import ChatWidget
-from rlhf_lab.tokenizer import train_tokenizer
-from rlhf_lab.world import World, format_dialogue
-
-texts = [format_dialogue(q.text, "A cat is grey.") for q in World().split("train")[:20]] * 3
-tok = train_tokenizer(texts, vocab_size=300)
-models = {}
-for name, seed in (("one", 0), ("two", 1)):
-    torch.manual_seed(seed)
-    config = GPT2Config(vocab_size=len(tok), n_layer=1, n_embd=32, n_head=2, n_positions=96,
-                        bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
-                        pad_token_id=tok.pad_token_id)
-    models[name] = (GPT2LMHeadModel(config).eval(), tok)
-chat = ChatWidget(models, rater="ann", folder=os.environ["CHAT_FOLDER"])
+chat = ChatWidget(chat_models(), rater="ann", folder=os.environ["CHAT_FOLDER"])
 chat
 '''
 
@@ -47,6 +36,7 @@ def test_chromium_asks_a_question_presses_thumbs_and_the_file_holds_exactly_thos
     cmd = [sys.executable, "-m", "voila", str(notebook), "--no-browser", f"--port={port}",
            "--Voila.ip=127.0.0.1", f"--Voila.token={token}"]
     env = {**os.environ, "CHAT_FOLDER": str(tmp_path / "feedback"),
+           "TESTS_DIR": str(Path(__file__).parent),
            "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "IPYTHONDIR": str(tmp_path / "ip")}
     url = f"http://127.0.0.1:{port}"
     question = "what colour is a cat?"

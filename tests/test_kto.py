@@ -79,7 +79,7 @@ def test_thumbs_reward_loss_is_the_binary_likelihood_of_the_reward():
 @pytest.fixture(scope="module")
 def tiny():
     """An untrained one-layer GPT-2 and a tokenizer trained on the answers used below."""
-    from transformers import GPT2Config, GPT2LMHeadModel
+    from tiny_models import tiny_gpt
 
     from rlhf_lab.tokenizer import train_tokenizer
     from rlhf_lab.world import World, format_dialogue
@@ -87,11 +87,7 @@ def tiny():
     questions = [q.text for q in World().split("train")[:12]]
     texts = [format_dialogue(q, a) for q in questions for a in ("Yes, a cat.", "No, a dog.")]
     tok = train_tokenizer(texts * 3, vocab_size=300)
-    torch.manual_seed(0)
-    config = GPT2Config(vocab_size=len(tok), n_layer=1, n_embd=32, n_head=2, n_positions=64,
-                        bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
-                        pad_token_id=tok.pad_token_id)
-    return GPT2LMHeadModel(config).eval(), tok, questions
+    return tiny_gpt(tok), tok, questions
 
 
 def toy_thumbs(questions):

@@ -186,8 +186,7 @@ def test_phrasing_questions_ask_every_phrasing_of_each_fact():
 @pytest.fixture(scope="module")
 def tiny_policy():
     """An untrained one-layer GPT-2 with a tokenizer trained on a few dialogues."""
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
+    from tiny_models import tiny_gpt
 
     from rlhf_lab.tokenizer import train_tokenizer
     from rlhf_lab.world import format_dialogue
@@ -195,11 +194,7 @@ def tiny_policy():
     texts = [format_dialogue(q.text, "A cat is grey. I do not know.")
              for q in World().split("train")[:20]] * 4
     tok = train_tokenizer(texts, vocab_size=300)
-    torch.manual_seed(0)
-    config = GPT2Config(vocab_size=len(tok), n_layer=1, n_embd=32, n_head=2, n_positions=96,
-                        bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
-                        pad_token_id=tok.pad_token_id)
-    return GPT2LMHeadModel(config).eval(), tok
+    return tiny_gpt(tok, n_positions=96), tok
 
 
 def test_answer_phrasings_samples_with_the_course_seeds_and_grades_each_answer(tiny_policy):
