@@ -432,11 +432,17 @@ def test_thirty_raters_at_once_every_click_in_its_raters_file_once(tmp_path):
 
 
 def kernels_of(proc) -> int:
-    """How many kernels the server process `proc` runs now."""
+    """How many kernels the server process `proc` runs now (a kernel just shut down may
+    linger a moment as a zombie, or be gone before it is read: neither runs)."""
     import psutil
 
-    return sum("ipykernel" in " ".join(child.cmdline())
-               for child in psutil.Process(proc.pid).children(recursive=True))
+    running = 0
+    for child in psutil.Process(proc.pid).children(recursive=True):
+        try:
+            running += "ipykernel" in " ".join(child.cmdline())
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            pass
+    return running
 
 
 def wait_for_kernels(proc, n: int, timeout: float) -> int:
