@@ -15,7 +15,7 @@ help:
 	@echo "make bench   run the benchmarks; tables printed, CSV in bench/results/"
 	@echo "make data    regenerate data/ from the seeded generator"
 	@echo "make class-pairs  (instructor) write the pairs the class will rate, from the current policy"
-	@echo "make rate    (instructor) serve the rating app to the class with Voila; prints the class token"
+	@echo "make rate    (instructor) serve the rating and chat page to the class; prints the class token"
 
 $(STAMP): pyproject.toml scripts/install_torch.py
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "RLHF Lab needs Python 3.10 or newer; found " + sys.version.split()[0]'
@@ -63,19 +63,21 @@ bench: install
 data: install
 	$(PY) -m rlhf_lab.corpus
 
-# The class rating app (rlhf_lab/class_app.py); override any of these on the command line.
+# The class server (rlhf_lab/class_server.py); override any of these on the command line.
+# CHAT: chat models, comma-separated artifacts or model folders, or none (default: sft and the newest policy).
 PAIRS     ?= data/class/pairs.jsonl
 CLASS     ?= data/class/ratings
 POLICY    ?=
 N_PAIRS   ?= 40
 RATE_HOST ?= 0.0.0.0
 RATE_PORT ?= 8866
+CHAT      ?=
 
 class-pairs: install
-	$(PY) -m rlhf_lab.class_app make-pairs --out $(PAIRS) $(if $(POLICY),--policy $(POLICY),) --n $(N_PAIRS) $(if $(FORCE),--force,)
+	$(PY) -m rlhf_lab.class_server make-pairs --out $(PAIRS) $(if $(POLICY),--policy $(POLICY),) --n $(N_PAIRS) $(if $(FORCE),--force,)
 
 rate: install
-	$(PY) -m rlhf_lab.class_app serve --pairs $(PAIRS) --folder $(CLASS) --host $(RATE_HOST) --port $(RATE_PORT)
+	$(PY) -m rlhf_lab.class_server serve --pairs $(PAIRS) --folder $(CLASS) --host $(RATE_HOST) --port $(RATE_PORT) $(if $(CHAT),--chat $(CHAT),)
 
 clean-artifacts:
 	rm -rf artifacts

@@ -20,12 +20,35 @@ from pathlib import Path
 import ipywidgets as widgets
 
 from . import feedback
-from .generation import generate
 from .gold import gold_score
 from .world import World
 
 MAX_QUESTION_CHARS = 300      # a longer question is refused with a message, not truncated
 MAX_NEW_TOKENS = 40           # as the report card's evaluation
+TEMPERATURES = (0.1, 2.0)     # the range the chat offers
+
+
+def question_problem(question: object) -> str | None:
+    """Why `question` cannot be asked (empty, too long, not text), or None if it can. The
+    class server (`class_server.py`) checks its students' questions with this too."""
+    if not isinstance(question, str):
+        return f"A question is text, not {type(question).__name__}."
+    if not question.strip():
+        return "Type a question first."
+    if len(question) > MAX_QUESTION_CHARS:
+        return (f"That question has {len(question)} characters; the models read at most "
+                f"{MAX_QUESTION_CHARS}. Ask something shorter.")
+    return None
+
+
+def answer_gold(world: World, question: str, answer: str) -> float | None:
+    """The gold score of `answer` to `question` (0 to 4), or None where the world does not know
+    the question (a question of the learner's own)."""
+    try:
+        known = world.lookup(question)
+    except KeyError:
+        return None
+    return gold_score(known, answer).total
 
 
 def load_chat_models(names: list[str]) -> dict[str, tuple]:
@@ -70,9 +93,11 @@ class ChatWidget(widgets.VBox):
     def ask(self, question: str | None = None) -> None:
         """Answer `question` (default: the text box) with every model, at the slider's
         temperature, with the next seed."""
+        from .generation import generate   # here: the class server's rating path needs no torch
+
         question = (self.question_box.value if question is None else question).strip()
         self.question_box.value = question
-        problem = self._question_problem(question)
+        problem = question_problem(question)
         if problem:
             self.status.value = _coloured(problem, "#b00")
             return
@@ -111,22 +136,10 @@ class ChatWidget(widgets.VBox):
             f"Saved {'👍' if choice == 'up' else '👎'} to {self.writer.path.name}", "#070")
         return record
 
-    def _question_problem(self, question: str) -> str | None:
-        if not question:
-            return "Type a question first."
-        if len(question) > MAX_QUESTION_CHARS:
-            return (f"That question has {len(question)} characters; the models read at most "
-                    f"{MAX_QUESTION_CHARS}. Ask something shorter.")
-        return None
-
     def gold(self, answer: str) -> float | None:
         """The gold score of `answer` to the question on screen, or None if the world does
         not know the question."""
-        try:
-            question = self.world.lookup(self.question)
-        except KeyError:
-            return None
-        return gold_score(question, answer).total
+        return answer_gold(self.world, self.question, answer)
 
     # --- display -------------------------------------------------------------------------
     def _build(self, temperature: float) -> None:
@@ -136,7 +149,8 @@ class ChatWidget(widgets.VBox):
         ask.on_click(lambda _: self.ask())
         again = widgets.Button(description="Regenerate")
         again.on_click(lambda _: self.regenerate())
-        self.temperature = widgets.FloatSlider(value=temperature, min=0.1, max=2.0, step=0.1,
+        low, high = TEMPERATURES
+        self.temperature = widgets.FloatSlider(value=temperature, min=low, max=high, step=0.1,
                                                description="temperature", readout_format=".1f",
                                                style={"description_width": "initial"})
         self.columns, self.bodies, self.notes, self.thumbs = {}, {}, {}, {}

@@ -1,6 +1,6 @@
 """The rating widgets: click which of two answers is better, or thumbs up/down on one answer.
 
-Taught in notebooks/03_human_feedback.ipynb (and served to a class by Voila, `make rate`).
+Taught in notebooks/03_human_feedback.ipynb (the class server, `make rate`, draws the same queue in a plain page).
 
 - The rubric sits at the top, so every rater judges by the same four criteria.
 - Every click appends one record to `<folder>/<rater>.jsonl` and flushes it to disk at once
@@ -21,6 +21,7 @@ import ipywidgets as widgets
 
 from . import feedback
 from .gold import RUBRIC
+from .rating_queue import RatingQueue
 
 
 def _box(width: str) -> widgets.Layout:
@@ -48,40 +49,27 @@ class _RatingWidget(widgets.VBox):
     def __init__(self, items: Iterable[dict], rater: str, model: str,
                  target: int | None = None, folder: str | Path | None = None):
         super().__init__()
-        self.writer = feedback.RatingsWriter(folder, rater)
         self.model = model
-        self.items: dict[str, dict] = {}
-        for item in items:
-            self.items.setdefault(self._key(item), item)   # the same item is asked once
-        if not self.items:
-            raise ValueError(f"No {self.noun} to rate: give at least one.")
-        self.target = len(self.items) if target is None else target
-        if isinstance(self.target, bool) or not isinstance(self.target, int) or self.target < 1:
-            raise ValueError(f"target must be a whole number >= 1, not {target!r}.")
-        self.history = self._earlier_ratings()
-        done = {feedback.item_key(r) for r in self.history}
-        self.queue = [key for key in self.items if key not in done]
+        self.ratings = RatingQueue(items, self.kind, self._key, rater, folder, target)
+        self.writer, self.target = self.ratings.writer, self.ratings.target
         self._build()
         self._show()
 
-    # --- state ---------------------------------------------------------------------------
-    def _earlier_ratings(self) -> list[dict]:
-        """Ratings of these items already in the file, oldest first: the undo stack."""
-        if not self.writer.path.exists():
-            return []
-        return [r for r in feedback.load_ratings(self.writer.path)
-                if r["kind"] == self.kind and feedback.item_key(r) in self.items]
-
+    # --- state: the rating queue ------------------------------------------------------------
     @property
     def current(self) -> dict | None:
         """The item on screen, or None when every item is rated or skipped."""
-        return self.items[self.queue[0]] if self.queue else None
+        return self.ratings.current
 
     @property
     def rated(self) -> int:
         """How many of these items have a rating (skips do not count)."""
-        latest = feedback.latest_per_item(self.history)
-        return sum(r["choice"] != "skip" for r in latest)
+        return self.ratings.rated
+
+    @property
+    def history(self) -> list[dict]:
+        """The ratings of these items, oldest first: the undo stack."""
+        return self.ratings.history
 
     # --- actions -------------------------------------------------------------------------
     def rate(self, choice: str) -> None:
@@ -89,32 +77,23 @@ class _RatingWidget(widgets.VBox):
         if self.current is None:
             return
         try:
-            record = self.writer.append(self._record(self.current, choice))
+            self.ratings.rate(self._record(self.current, choice))
         except (OSError, ValueError) as error:      # a full disk, a file made read-only, ...
             self._show(f"NOT SAVED: {error}. Your click was not recorded; try again, or tell "
                        "your instructor.")
             return
-        self.history.append(record)
-        self.queue.pop(0)
         self._show(f"Saved: {self._label(choice)}.")
 
     def undo(self) -> None:
         """Append an undo record for the latest rating and show its item again."""
-        if not self.history:
-            self._show("Nothing to undo.")
-            return
-        record = self.history[-1]
         try:
-            self.writer.append(feedback.undo_record(self.writer.rater, record["id"]))
+            record = self.ratings.undo()
         except (OSError, ValueError) as error:
             self._show(f"NOT UNDONE: {error}. The rating stands; try again, or tell your "
                        "instructor.")
             return
-        self.history.pop()
-        key = feedback.item_key(record)
-        if key not in {feedback.item_key(r) for r in self.history}:
-            self.queue.insert(0, key)
-        self._show(f"Undone: {self._label(record['choice'])}.")
+        self._show("Nothing to undo." if record is None else
+                   f"Undone: {self._label(record['choice'])}.")
 
     def _label(self, choice: str) -> str:
         return next(label for c, label, _ in self.actions if c == choice)
