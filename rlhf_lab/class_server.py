@@ -63,6 +63,7 @@ ANSWERS_KEPT = 30                # a session's latest chat answers that can stil
 MAX_CHAT_BATCH = 64              # questions answered in one batch
 PAIR_CHOICES = ("a", "b", "tie", "skip")
 THUMB_CHOICES = ("up", "down")
+ACTIONS = ("start", "rate", "undo", "state", "chat", "thumb", "bye")   # the page's requests
 
 
 class RequestError(Exception):
@@ -200,6 +201,11 @@ class ClassRoom:
                                     "name and resume code.")
         session.last_seen = time.monotonic()
         return session
+
+    def bye(self, key: object) -> None:
+        """Release the session `key` at once (its page is closing)."""
+        if isinstance(key, str):
+            self.sessions.pop(key, None)
 
     def release_idle(self, now: float | None = None) -> int:
         """Release the sessions idle for `idle_seconds`; return how many."""
@@ -384,12 +390,12 @@ class ApiHandler(_Handler):
 
     async def _do(self, action: str, body: dict) -> dict:
         room = self.room
+        if action not in ACTIONS:
+            raise RequestError(404, f"There is no request {action[:40]!r}; reload the page.")
         if action == "start":
             return await room.start(body.get("name"), body.get("code", ""))
         if action == "bye":
-            key = body.get("session")
-            if isinstance(key, str):
-                room.sessions.pop(key, None)
+            room.bye(body.get("session"))
             return {"bye": True}
         session = room.session(body.get("session"))
         if action == "rate":
@@ -400,9 +406,7 @@ class ApiHandler(_Handler):
             return room.progress(session)
         if action == "chat":
             return await room.ask(session, body.get("question"), body.get("temperature", 1.0))
-        if action == "thumb":
-            return await room.thumb(session, body.get("answer_id"), body.get("choice"))
-        raise RequestError(404, f"There is no request {action!r}.")
+        return await room.thumb(session, body.get("answer_id"), body.get("choice"))
 
 
 class StatusHandler(_Handler):
@@ -439,8 +443,8 @@ def make_app(room: ClassRoom) -> tornado.web.Application:
 
 async def run_server(room: ClassRoom, host: str, port: int) -> None:
     """Serve `room` until SIGINT or SIGTERM; release idle sessions every half minute."""
-    server = make_app(room).listen(port, address=host, max_body_size=4 * MAX_BODY_BYTES,
-                                   xheaders=False)
+    # Bodies up to 1 MiB are read and refused with a message (413); larger ones are cut off.
+    server = make_app(room).listen(port, address=host, max_body_size=2**20)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
