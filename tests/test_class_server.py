@@ -492,3 +492,72 @@ def test_150_students_rating_and_30_chatting_at_once_lose_nothing(tmp_path):
                "server_rss_mb": status["rss_mb"], "chat_batches": status["chat_batches"]}
     (out / "load.json").write_text(json.dumps(figures, indent=1))
     print("\nclass server load test:", ", ".join(f"{k}={v}" for k, v in figures.items()))
+
+
+# --- in a real browser -------------------------------------------------------------------------------
+
+@pytest.mark.browser
+def test_chromium_rates_undoes_chats_and_thumbs_and_the_file_holds_exactly_those(tmp_path):
+    from browser_tools import chromium_browser, require_chromium
+
+    require_chromium()
+    out = output_dir("class_server_browser")
+    chat = save_chat_models(tmp_path / "models")
+    with class_server(tmp_path, out / "server.log", chat=chat) as (url, token, _), \
+            chromium_browser() as browser:
+        page = browser.new_page()
+        page.goto(f"{url}/?token={token}")
+        page.fill("#name", "ann/..")                                      # a bad name: the rule
+        page.click("#go")
+        page.get_by_text("Bad rater name").wait_for(timeout=30_000)
+        page.fill("#name", "ann")
+        page.click("#go")
+        page.get_by_text("rated 0 / 12").wait_for(timeout=30_000)
+        code = page.input_value("#code")
+        page.click("text=A better")                                       # pair 0: a button
+        page.get_by_text("rated 1 / 12").wait_for(timeout=30_000)
+        page.keyboard.press("b")                                          # pair 1: a key
+        page.get_by_text("rated 2 / 12").wait_for(timeout=30_000)
+        page.click("#undo")                                               # pair 1 again
+        page.get_by_text("Undone: B better.").wait_for(timeout=30_000)
+        assert page.text_content("#prompt") == PAIRS[1]["prompt"]
+        page.keyboard.press("t")
+        page.get_by_text("rated 2 / 12").wait_for(timeout=30_000)
+
+        page.click("#tab-chat")
+        page.click("#ask")                                                # nothing typed
+        page.get_by_text("Type a question first.").wait_for(timeout=30_000)
+        page.fill("#question", "what colour is a cat?")
+        page.press("#question", "Enter")
+        page.get_by_text("Answers sampled at temperature 1.0").wait_for(timeout=60_000)
+        answers = page.locator(".answer")
+        assert answers.count() == 2
+        answers.nth(0).get_by_text("👍 Good").click()
+        answers.nth(0).get_by_text("Saved 👍").wait_for(timeout=30_000)
+        answers.nth(1).get_by_text("👎 Bad").click()
+        answers.nth(1).get_by_text("Saved 👎").wait_for(timeout=30_000)
+        shown = [answers.nth(k).locator("div").first.text_content() for k in range(2)]
+        page.screenshot(path=out / "chat.png")
+
+        again = browser.new_page()                                        # a reload elsewhere
+        again.goto(f"{url}/?token={token}")
+        again.fill("#name", "ann")
+        again.click("#go")
+        again.get_by_text("is taken").wait_for(timeout=30_000)
+        again.fill("#code", code)
+        again.click("#go")
+        again.get_by_text("rated 2 / 12").wait_for(timeout=30_000)
+        assert again.text_content("#prompt") == PAIRS[2]["prompt"]
+        page.click("#tab-rate")
+        page.keyboard.press("a")                                          # the old page: ended
+        page.get_by_text("Your session has ended").wait_for(timeout=30_000)
+        again.screenshot(path=out / "rate.png")
+
+    records = feedback.read_records(tmp_path / "ratings" / "ann.jsonl")
+    assert [(r["kind"], r.get("choice")) for r in records] == [
+        ("pair", "a"), ("pair", "b"), ("undo", None), ("pair", "tie"),
+        ("single", "up"), ("single", "down")]
+    assert [r["prompt"] for r in records if r["kind"] == "pair"] == [
+        PAIRS[0]["prompt"], PAIRS[1]["prompt"], PAIRS[1]["prompt"]]
+    assert [(r["model"], r["answer"]) for r in records if r["kind"] == "single"] == [
+        ("one", shown[0]), ("two", shown[1])]
