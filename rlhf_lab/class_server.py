@@ -41,7 +41,7 @@ import signal
 import socket
 import sys
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,6 +185,7 @@ class ClassRoom:
         self.sessions: dict[str, Session] = {}
         self.locks: dict[str, asyncio.Lock] = {}      # one per name: its file has one writer
         self.files = ThreadPoolExecutor(max_workers=8, thread_name_prefix="files")
+        self.served: dict[str, deque] = {}           # request -> its latest times (seconds)
         self.world = World()
         self.folder.mkdir(parents=True, exist_ok=True)
 
@@ -388,6 +389,13 @@ class ApiHandler(_Handler):
             raise RequestError(400, "That request is not a JSON object; reload the page.")
         return body
 
+    def on_finish(self):
+        """Keep how long the server took over this request (for /status)."""
+        action = self.path_args[0] if self.path_args else ""
+        if action in ACTIONS:
+            times = self.room.served.setdefault(action, deque(maxlen=5000))
+            times.append(self.request.request_time())
+
     async def _do(self, action: str, body: dict) -> dict:
         room = self.room
         if action not in ACTIONS:
@@ -410,8 +418,9 @@ class ApiHandler(_Handler):
 
 
 class StatusHandler(_Handler):
-    """GET /status?token=...: open sessions, the chat's batches and the server's memory (for
-    the instructor and the load test)."""
+    """GET /status?token=...: open sessions, the chat's batches, the server's memory, and how
+    long the server took over each kind of request (p50, p95 of the latest 5,000), for the
+    instructor and the load test."""
 
     def get(self):
         try:
@@ -421,9 +430,17 @@ class StatusHandler(_Handler):
             self.finish({"error": error.message})
             return
         batches = self.room.chat.batches if self.room.chat else []
+        served = {f"{action}_{name}_s": round(_quantile(times, q), 4)
+                  for action, times in self.room.served.items()
+                  for name, q in (("p50", 0.5), ("p95", 0.95))}
         self.finish({"sessions": len(self.room.sessions), "rss_mb": round(_rss_mb(), 1),
                      "chat_batches": len(batches),
-                     "largest_chat_batch": max(batches, default=0)})
+                     "largest_chat_batch": max(batches, default=0), **served})
+
+
+def _quantile(values, q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def _rss_mb() -> float:
