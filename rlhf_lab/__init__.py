@@ -17,7 +17,8 @@ The learner's index, chapter by chapter (a notebook shows the source of what it 
     07 reward hacking     best_of_n
     08 DPO                dpo
     09 the loop           iterate, class_ratings (a class's ratings merged and measured),
-                          class_app (the class rating app)
+                          class_app (the class's pairs and names), class_server (the
+                          class server: rating and chat for a lecture hall)
     10 beyond PPO         critic_free (REINFORCE, RLOO, GRPO), critic_free_stage (their loop,
                           the verifiable reward and the stages)
     11 exploration        exploration (the probability of what a policy never writes,

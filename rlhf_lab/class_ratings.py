@@ -1,7 +1,7 @@
 """Class mode: a folder of many raters' files, validated, merged and measured.
 
-Taught in notebooks/09_iterate.ipynb (class mode). The class rating app (`make rate`,
-`rlhf_lab/class_app.py`) appends each student's clicks to `<folder>/<name>.jsonl` in chapter
+Taught in notebooks/09_iterate.ipynb (class mode). The class server (`make rate`,
+`rlhf_lab/class_server.py`) appends each student's clicks to `<folder>/<name>.jsonl` in chapter
 03's schema (`feedback`). This module reads that folder as it is and never changes a file:
 
 - `load_class_folder`: every `*.jsonl` is checked; a broken file is refused and reported,

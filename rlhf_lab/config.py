@@ -7,7 +7,7 @@ Taught in notebooks/00_setup.ipynb; every later notebook starts from here.
 - One seeding helper, `seed_everything`, makes the same seed give the same numbers on a CPU.
 - `get_device` picks CUDA, then Apple's MPS, then the CPU; `RLHF_LAB_DEVICE` overrides it.
 - torch is imported only where it is used, so that modules which need none of it (the
-  class rating app's kernel, `rlhf_lab.class_app`) start in a fraction of a second.
+  class server's rating path, `rlhf_lab.class_server`) start in a fraction of a second.
 - `Settings` is the base of every stage's settings dataclass, which lives beside its algorithm
   (`PretrainConfig` in `pretraining`, `SFTConfig` in `sft`, `RewardConfig` in `reward_model`,
   `PPOConfig` in `ppo`, ...). Every field carries its help text and its valid range, and a bad

@@ -1,4 +1,4 @@
-"""What the browser tests share (tests/test_lab_browser.py, tests/test_class_app.py): a server
+"""What the browser tests share (tests/test_lab_browser.py, tests/test_class_server.py, tests/test_chat_browser.py): a server
 on a free localhost port that is stopped whatever happens, and Debian's headless Chromium
 driven by Playwright (no browser download: `make browser` installs Chromium with apt)."""
 from __future__ import annotations

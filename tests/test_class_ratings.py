@@ -91,18 +91,23 @@ def test_the_merge_reads_back_exactly_what_simulate_class_wrote(small_class):
         assert row.oriented_choice == ({"a": "b", "b": "a"}[row.choice] if flipped else row.choice)
 
 
-def test_the_folder_the_class_app_writes_is_read_as_it_is(tmp_path):
-    from rlhf_lab.class_app import ClassRatingApp
+def test_the_folder_the_class_server_writes_is_read_as_it_is(tmp_path):
+    import asyncio
+
+    from rlhf_lab.class_server import ClassRoom
 
     pairs = scripted_pairs(4, seed=4)
     clicks = {"ann": ["a", "b", "skip", "tie"], "bob": ["b", "b"]}
-    for name, choices in clicks.items():
-        app = ClassRatingApp(pairs, tmp_path)
-        app.name.value = name
-        app.start.click()
-        for choice in choices:
-            app.rating.buttons[choice].click()
-    app.rating.buttons["undo"].click()                           # bob takes back his second b
+
+    async def the_class():
+        room = ClassRoom(pairs, tmp_path, token="class-token")
+        for name, choices in clicks.items():
+            state = await room.start(name, "")
+            session = room.session(state["session"])
+            for choice in choices:
+                state = await room.rate(session, state["pair"]["pair_id"], choice)
+        await room.undo(session)                                 # bob takes back his second b
+    asyncio.run(the_class())
     assert (tmp_path / ".claims").is_dir()                       # the app's name claims
     result = load_class_folder(tmp_path)
     assert result.files[["file", "ratings", "status"]].values.tolist() == [
