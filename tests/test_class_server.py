@@ -100,6 +100,23 @@ def test_a_name_is_its_first_students_the_resume_code_lets_them_back(tmp_path):
     run(scenario)
 
 
+def test_guessing_a_resume_code_through_the_server_is_locked_out(tmp_path):
+    """Five wrong codes for a name lock it, the right code included, for 10 minutes: one guess
+    in two minutes at most, so finding one of the million codes takes years, not minutes."""
+    from rlhf_lab.class_app import WRONG_CODES_ALLOWED
+
+    async def scenario():
+        room = ClassRoom(PAIRS, tmp_path, TOKEN)
+        code = (await room.start("kim", ""))["code"]
+        wrong = "000000" if code != "000000" else "111111"
+        for _ in range(WRONG_CODES_ALLOWED):
+            with refused(409, "taken"):
+                await room.start("kim", wrong)
+        with refused(409, "Too many wrong resume codes for 'kim': try again in about 10 minutes"):
+            await room.start("kim", code)
+    run(scenario)
+
+
 # --- rating and undo ----------------------------------------------------------------------------
 
 def test_a_click_on_a_pair_no_longer_on_screen_or_a_bad_choice_saves_nothing(tmp_path):
