@@ -235,7 +235,7 @@ async def chromium_class(url: str, raters: int, chatters: int, per_rater: int) -
             times["click"] += await clicks(page, [
                 (f"[data-choice={'ab'[k % 2]}]", "#count", f"rated {k + 1} / {N_PAIRS}")
                 for k in range(per_rater)])
-            await page.close()
+            await page.close(run_before_unload=True)     # as a student closes the tab
 
         async def chatter(page, c: int):
             await page.click("#tab-chat")
@@ -244,7 +244,7 @@ async def chromium_class(url: str, raters: int, chatters: int, per_rater: int) -
             first = page.locator(".answer").first
             await first.locator("button").first.click()                      # thumbs up
             await first.locator(".ok").wait_for()                            # "Saved"
-            await page.close()
+            await page.close(run_before_unload=True)     # as a student closes the tab
 
         # Every student opens the page at once; once all are open, all rate and chat at once
         # (in class, each page is drawn by its student's own laptop, not by the server's cores).
@@ -297,7 +297,9 @@ def run_phase(phase: str, args, chat: list[str], env: dict) -> dict:
                 times, browser_cpu = asyncio.run(chromium_class(
                     server.url, args.raters, args.chatters, args.per_rater))
             seconds = time.monotonic() - t0
-            time.sleep(3.0)                      # the pages' goodbyes arrive
+            deadline = time.monotonic() + 20     # the pages' goodbyes arrive
+            while server.status()["sessions"] and time.monotonic() < deadline:
+                time.sleep(0.5)
             status, server_cpu = server.status(), server.cpu_seconds()
         finally:
             server.stop()
