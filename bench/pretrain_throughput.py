@@ -1,14 +1,26 @@
-"""Pretraining throughput at full-mode size, and model FLOP utilisation (MFU).
+"""Pretraining throughput at full-mode size, model FLOP utilisation (MFU), and the course's
+training step against a plain-torch GPT of the same shape.
 
 MFU = (training FLOPs per token x tokens per second) / (torch's matrix-multiply FLOP/s),
 both measured in this run on this machine, so the ratio holds even on a noisy machine.
+
+`ratio_vs_plain`: the course's step (its GPT-2 from `transformers`, `train_lm`'s forward with
+the attention mask, `next_token_loss`, clipping and AdamW, as `optimizer_step` does them)
+against nanoGPT's way (`plain_gpt.PlainGPT`: one module, fused QKV, SDPA with is_causal,
+targets shifted in the batch) with the same AdamW and clipping, on the same batches, in
+interleaved rounds; tokens per second of the course over the plain model's, median of the
+rounds, and its range (issue 21 asks >= 1.0). `gelu_tanh_ratio_*`: the same for the course's
+model with PyTorch's fused tanh-GELU in place of transformers' "gelu_new" (the profile shows
+"gelu_new" as separate mul, pow, add and tanh kernels, forward and backward).
+`--profile` prints where each step spends its time.
 Prints a table and writes bench/results/pretrain_throughput.csv.
 
-    .venv/bin/python bench/pretrain_throughput.py [--steps 60]
+    .venv/bin/python bench/pretrain_throughput.py [--steps 60] [--rounds 5] [--profile]
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from pathlib import Path
 
@@ -21,7 +33,8 @@ from rlhf_lab.pretraining import PretrainConfig
 from rlhf_lab.model import build_model, count_parameters, flops_per_token
 from rlhf_lab.pretraining import load_raw_corpus, take_chars, token_stream
 from rlhf_lab.tokenizer import train_tokenizer
-from rlhf_lab.training import blocks_from_stream, train_lm
+from rlhf_lab.training import (IGNORE, blocks_from_stream, make_optimizer, next_token_loss,
+                               optimizer_step, train_lm)
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -61,9 +74,88 @@ def training_tokens_per_second(cfg: PretrainConfig, device: torch.device) -> tup
     return cfg.max_steps * cfg.batch_size * cfg.block_size / seconds, model
 
 
+def step_functions(cfg: PretrainConfig, device: torch.device):
+    """({name: step}, tokens per step): one optimiser step of each model on random batches
+    of the same data. "course": the course's GPT-2 as built today; "course_gelu_tanh": the
+    same with GPT-2's MLP activation computed by PyTorch's fused tanh-GELU
+    (`activation_function="gelu_pytorch_tanh"`, the same function) instead of transformers'
+    "gelu_new", written out in elementwise ops; "plain": `plain_gpt.PlainGPT`."""
+    from transformers.activations import ACT2FN
+    from plain_gpt import PlainGPT          # bench/ is on the path when run
+
+    docs = take_chars(clean_corpus(load_raw_corpus()).documents, 600_000)
+    tokenizer = train_tokenizer(docs, cfg.vocab_size)
+    data = blocks_from_stream(token_stream(tokenizer, docs), cfg.block_size)
+    course = build_model(cfg, tokenizer).to(device).train()
+    gelu_tanh = build_model(cfg, tokenizer)
+    gelu_tanh.config.activation_function = "gelu_pytorch_tanh"
+    for block in gelu_tanh.transformer.h:
+        block.mlp.act = ACT2FN["gelu_pytorch_tanh"]
+    gelu_tanh = gelu_tanh.to(device).train()
+    plain = PlainGPT(len(tokenizer), cfg.block_size, cfg.n_embd, cfg.n_layer, cfg.n_head).to(device).train()
+    assert count_parameters(course) == count_parameters(plain), "the two models differ in size"
+    generator = torch.Generator().manual_seed(0)
+
+    def course_step(model):
+        optimizer = make_optimizer(model, cfg)
+
+        def step():
+            idx = torch.randint(len(data), (cfg.batch_size,), generator=generator)
+            batch = data.batch(idx, device)
+            logits = model(input_ids=batch["input_ids"],
+                           attention_mask=batch["attention_mask"]).logits
+            loss = next_token_loss(logits, batch["labels"])
+            optimizer_step(model, optimizer, loss, cfg, 0, cfg.lr)
+        return step
+
+    plain_optimizer = make_optimizer(plain, cfg)
+
+    def plain_step():
+        idx = torch.randint(len(data), (cfg.batch_size,), generator=generator)
+        ids = data.input_ids[idx].to(device)
+        targets = torch.cat([ids[:, 1:], torch.full_like(ids[:, :1], IGNORE)], dim=1)
+        loss = plain(ids, targets)
+        optimizer_step(plain, plain_optimizer, loss, cfg, 0, cfg.lr)
+
+    steps = {"course": course_step(course), "course_gelu_tanh": course_step(gelu_tanh),
+             "plain": plain_step}
+    return steps, cfg.batch_size * cfg.block_size
+
+
+def interleaved(steps: dict, tokens_per_step: int, rounds: int, steps_per_round: int,
+                device: torch.device) -> dict[str, list[float]]:
+    """Tokens per second of each step function, timed in turn, `rounds` times."""
+    for step in steps.values():                       # warm-up
+        for _ in range(3):
+            step()
+    rates = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            sync(device)
+            start = time.perf_counter()
+            for _ in range(steps_per_round):
+                step()
+            sync(device)
+            rates[name].append(steps_per_round * tokens_per_step / (time.perf_counter() - start))
+    return rates
+
+
+def profile(step, steps: int = 10) -> None:
+    """Print the operators on which `step` spends most of its time."""
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=18))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60, help="timed optimiser steps")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the ratio")
+    parser.add_argument("--round-steps", type=int, default=10, help="steps of each model a round")
+    parser.add_argument("--profile", action="store_true", help="print the course step's profile")
     args = parser.parse_args()
     seed_everything(0)
     device = get_device()
@@ -72,6 +164,13 @@ def main() -> None:
     peak = max(matmul_flops(device, n) for n in (256, 512, 1024))
     tokens_per_s, model = training_tokens_per_second(cfg, device)
     achieved = flops_per_token(model) * tokens_per_s
+    steps, tokens_per_step = step_functions(cfg, device)
+    rates = interleaved(steps, tokens_per_step, args.rounds, args.round_steps, device)
+    ratios = {name: [c / p for c, p in zip(rates[name], rates["plain"])]
+              for name in ("course", "course_gelu_tanh")}
+    if args.profile:
+        for step in steps.values():
+            profile(step)
     table = pd.DataFrame([{
         "device": str(device), "threads": torch.get_num_threads(),
         "parameters": count_parameters(model), "block_size": cfg.block_size,
@@ -80,6 +179,13 @@ def main() -> None:
         "model_gflops_per_s": round(achieved / 1e9, 2),
         "matmul_gflops_per_s": round(peak / 1e9, 2),
         "mfu": round(achieved / peak, 3),
+        "course_tokens_per_s": round(statistics.median(rates["course"])),
+        "plain_tokens_per_s": round(statistics.median(rates["plain"])),
+        "ratio_vs_plain": round(statistics.median(ratios["course"]), 3),
+        "ratio_min": round(min(ratios["course"]), 3), "ratio_max": round(max(ratios["course"]), 3),
+        "gelu_tanh_ratio_vs_plain": round(statistics.median(ratios["course_gelu_tanh"]), 3),
+        "gelu_tanh_ratio_min": round(min(ratios["course_gelu_tanh"]), 3),
+        "gelu_tanh_ratio_max": round(max(ratios["course_gelu_tanh"]), 3),
         "full_mode_pretraining_s": round(PretrainConfig().max_steps * cfg.batch_size
                                          * cfg.block_size / tokens_per_s),
     }])
