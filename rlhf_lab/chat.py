@@ -61,6 +61,9 @@ def load_chat_models(names: list[str]) -> dict[str, tuple]:
     for name in names:
         if Path(name).is_dir():
             models[Path(name).name] = load_causal_lm(check_model(name))
+        elif "/" in name or "\\" in name:         # a path, not an artifact's name
+            raise FileNotFoundError(f"No model folder at {name}: give a folder saved with "
+                                    "save_pretrained, or an artifact name such as sft or ppo.")
         else:
             models[name] = artifacts.load_model(name)
     return models

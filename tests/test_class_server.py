@@ -382,6 +382,20 @@ def test_a_malformed_request_gets_a_clear_message(server, path, body, status, me
     assert got == status and message in reply["error"], (got, reply)
 
 
+@pytest.mark.parametrize("chat, message", [
+    ("sft", "Run notebooks/02_sft.ipynb first"),
+    ("/no/such/model", "No model folder at /no/such/model"),
+])
+def test_a_chat_model_that_is_not_there_stops_the_server_with_a_message(tmp_path, monkeypatch,
+                                                                         capsys, chat, message):
+    from rlhf_lab import class_server
+
+    monkeypatch.setenv("RLHF_LAB_ARTIFACTS", str(tmp_path / "no_artifacts"))
+    pairs = str(write_pairs(tmp_path / "pairs.jsonl"))
+    assert class_server.main(["serve", "--pairs", pairs, "--chat", chat, "--port", "1"]) == 2
+    assert message in capsys.readouterr().err
+
+
 def test_the_server_answers_every_other_mistake_in_json(server):
     from browser_tools import http_get
 
