@@ -3,26 +3,17 @@ the commands that make it and refuse to serve a broken one (tests/test_class_ser
 the server itself)."""
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from browser_tools import free_port, http_get
+from class_pairs import write_pairs
 
 from rlhf_lab import class_app, class_server, feedback
 from rlhf_lab.class_app import NameTakenError, PairsFileError, claim_name, read_pairs_file
 
-PAIRS = [{"prompt": f"what colour is animal {i}?", "answer_a": f"Animal {i} is green.",
-          "answer_b": f"Ugh. Animal {i} is blue, obviously.", "model": "sft@T0.7",
-          "model_b": "sft@T1.3"} for i in range(12)]
-
-
-def write_pairs(path: Path, pairs=PAIRS) -> Path:
-    path.write_text("".join(json.dumps(p) + "\n" for p in pairs))
-    return path
 
 
 # --- the name rule -------------------------------------------------------------------------

@@ -15,20 +15,13 @@ from pathlib import Path
 
 import pytest
 from browser_tools import free_port, log_tail, output_dir, running_server
+from class_pairs import PAIRS, write_pairs
 
 from rlhf_lab import feedback
 from rlhf_lab.chat import MAX_QUESTION_CHARS
 from rlhf_lab.class_server import ChatEngine, ClassRoom, RequestError
 
 TOKEN = "class-token-123"
-PAIRS = [{"prompt": f"what colour is animal {i}?", "answer_a": f"Animal {i} is green.",
-          "answer_b": f"Ugh. Animal {i} is blue, obviously.", "model": "sft@T0.7",
-          "model_b": "sft@T1.3"} for i in range(12)]
-
-
-def write_pairs(path: Path, pairs=PAIRS) -> Path:
-    path.write_text("".join(json.dumps(p) + "\n" for p in pairs))
-    return path
 
 
 def run(scenario):
@@ -49,6 +42,12 @@ def refused(status: int, match: str):
             assert self.info.value.status == status, self.info.value.message
             return handled
     return Check()
+
+
+async def student(room: ClassRoom, name: str, code: str = ""):
+    """A student starts under `name`: (what the page is sent, their session)."""
+    state = await room.start(name, code)
+    return state, room.session(state["session"])
 
 
 # --- names and resume codes ------------------------------------------------------------------
@@ -122,8 +121,7 @@ def test_guessing_a_resume_code_through_the_server_is_locked_out(tmp_path):
 def test_a_click_on_a_pair_no_longer_on_screen_or_a_bad_choice_saves_nothing(tmp_path):
     async def scenario():
         room = ClassRoom(PAIRS, tmp_path, TOKEN)
-        state = await room.start("bo", "")
-        session = room.session(state["session"])
+        state, session = await student(room, "bo")
         first = state["pair"]["pair_id"]
         await room.rate(session, first, "tie")
         with refused(409, "no longer on screen"):      # a double click on the first pair
@@ -139,8 +137,7 @@ def test_a_click_on_a_pair_no_longer_on_screen_or_a_bad_choice_saves_nothing(tmp
 def test_undo_appends_an_undo_record_and_asks_the_pair_again(tmp_path):
     async def scenario():
         room = ClassRoom(PAIRS, tmp_path, TOKEN)
-        state = await room.start("cy", "")
-        session = room.session(state["session"])
+        state, session = await student(room, "cy")
         assert (await room.undo(session))["undone"] is None          # nothing to undo
         await room.rate(session, state["pair"]["pair_id"], "a")
         after = await room.undo(session)
@@ -158,8 +155,7 @@ def test_undo_appends_an_undo_record_and_asks_the_pair_again(tmp_path):
 def test_a_save_that_fails_is_told_and_the_pair_stays(tmp_path, monkeypatch):
     async def scenario():
         room = ClassRoom(PAIRS, tmp_path, TOKEN)
-        state = await room.start("dee", "")
-        session = room.session(state["session"])
+        state, session = await student(room, "dee")
 
         def disk_full(record):
             raise OSError(28, "No space left on device")
@@ -228,8 +224,7 @@ def test_questions_asked_together_are_answered_in_batches_with_thumbs_saved(tmp_
 
     async def scenario():
         room = ClassRoom(PAIRS, tmp_path, TOKEN, chat=engine)
-        state = await room.start("hal", "")
-        session = room.session(state["session"])
+        state, session = await student(room, "hal")
         engine.batches.clear()
         replies = await asyncio.gather(*[room.ask(session, q, 0.7) for q in questions])
         for question, reply in zip(questions, replies):
