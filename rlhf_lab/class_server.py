@@ -49,7 +49,7 @@ from pathlib import Path
 import tornado.web
 
 from . import class_app, feedback
-from .chat import TEMPERATURES, answer_gold, question_problem
+from .chat import MAX_NEW_TOKENS, TEMPERATURES, answer_gold, question_problem
 from .config import CLASS_PAIRS, CLASS_RATINGS
 from .gold import RUBRIC
 from .rating_queue import RatingQueue
@@ -113,7 +113,8 @@ class ChatEngine:
                     answers = await loop.run_in_executor(self.worker, self._write, batch, self.seed)
                 except Exception as error:     # a model that fails fails its batch, not the server
                     for *_, future in batch:
-                        future.set_exception(error)
+                        if not future.done():
+                            future.set_exception(error)
                     continue
                 self.batches.append(len(batch))
                 for (*_, future), answer in zip(batch, answers):
@@ -123,8 +124,7 @@ class ChatEngine:
             self.busy = False
 
     def _write(self, batch: list[tuple], seed: int) -> list[dict[str, str]]:
-        from .generation import generate
-        from .chat import MAX_NEW_TOKENS
+        from .generation import generate   # here: the rating path needs no torch
 
         answers: list[dict[str, str]] = [{} for _ in batch]
         for temperature in sorted({t for _, t, _ in batch}):
@@ -243,6 +243,9 @@ class ClassRoom:
             raise RequestError(409, str(error)) from None
         except ValueError as error:             # a bad name; a ratings file that cannot be read
             raise RequestError(400, str(error)) from None
+        except OSError as error:                # a full disk, a folder made read-only, ...
+            raise RequestError(500, f"NOT STARTED: your file could not be made ({error}); "
+                                    "tell your instructor.") from None
         for key in [k for k, s in self.sessions.items() if s.name == name]:
             del self.sessions[key]               # the same student's older page: one writer a file
         key = secrets.token_urlsafe(18)

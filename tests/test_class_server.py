@@ -169,6 +169,21 @@ def test_a_save_that_fails_is_told_and_the_pair_stays(tmp_path, monkeypatch):
     assert [r["choice"] for r in feedback.read_records(tmp_path / "dee.jsonl")] == ["a"]
 
 
+def test_a_class_folder_that_cannot_be_written_is_told_at_start(tmp_path, monkeypatch):
+    from rlhf_lab import class_app
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / ".claims" / "fred"))
+    monkeypatch.setattr(class_app.os, "open", read_only)
+
+    async def scenario():
+        room = ClassRoom(PAIRS, tmp_path, TOKEN)
+        with refused(500, "NOT STARTED: .*Permission denied"):
+            await room.start("fred", "")
+        assert room.sessions == {}
+    run(scenario)
+
+
 def test_a_ratings_file_that_cannot_be_read_is_named_not_a_dead_page(tmp_path):
     async def scenario():
         room = ClassRoom(PAIRS, tmp_path, TOKEN)
