@@ -234,7 +234,7 @@ class ClassRoom:
 
         def claim_and_resume():
             code_ = class_app.claim_name(self.folder, name, code)
-            queue = RatingQueue(self.pairs, "pair", _pair_key, name, self.folder)
+            queue = RatingQueue(self.pairs, "pair", name, self.folder)
             return code_, queue
         try:
             feedback.check_rater_name(name)
@@ -257,7 +257,7 @@ class ClassRoom:
     def progress(self, session: Session) -> dict:
         queue, pair = session.ratings, session.ratings.current
         shown = None if pair is None else {
-            "pair_id": _pair_key(pair), "prompt": pair["prompt"],
+            "pair_id": queue.current_id, "prompt": pair["prompt"],
             "answer_a": pair["answer_a"], "answer_b": pair["answer_b"]}
         return {"rated": queue.rated, "total": len(queue.items), "pair": shown,
                 "can_undo": bool(queue.history)}
@@ -266,7 +266,7 @@ class ClassRoom:
         if choice not in PAIR_CHOICES:
             raise RequestError(400, f"choice must be one of {', '.join(PAIR_CHOICES)}.")
         pair = session.ratings.current
-        if pair is None or pair_id != _pair_key(pair):
+        if pair is None or pair_id != session.ratings.current_id:
             raise RequestError(409, "That pair is no longer on screen (rated already?); "
                                     "here is the pair to rate now.")
         record = feedback.pair_record(session.name, pair["prompt"], pair["answer_a"],
@@ -331,10 +331,6 @@ class ClassRoom:
         return {"saved": choice, "model": model}
 
 
-def _pair_key(pair: dict) -> str:
-    return feedback.pair_id(pair["prompt"], pair["answer_a"], pair["answer_b"])
-
-
 # --- the web app ------------------------------------------------------------------------------
 
 class _Handler(tornado.web.RequestHandler):
@@ -354,6 +350,9 @@ class _Handler(tornado.web.RequestHandler):
 
 
 class PageHandler(_Handler):
+    def initialize(self, room: ClassRoom, page: bytes):
+        self.room, self.page = room, page
+
     def get(self):
         try:
             self.room.check_token(self.get_query_argument("token", ""))
@@ -366,7 +365,7 @@ class PageHandler(_Handler):
                         "default-src 'none'; script-src 'unsafe-inline'; style-src "
                         "'unsafe-inline'; connect-src 'self'; img-src data:")
         self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.finish(PAGE.read_bytes())
+        self.finish(self.page)
 
 
 class ApiHandler(_Handler):
@@ -455,7 +454,7 @@ def _rss_mb() -> float:
 def make_app(room: ClassRoom) -> tornado.web.Application:
     args = {"room": room}
     return tornado.web.Application([
-        (r"/", PageHandler, args),
+        (r"/", PageHandler, {**args, "page": PAGE.read_bytes()}),   # read once
         (r"/api/(.*)", ApiHandler, args),
         (r"/status", StatusHandler, args),
     ])

@@ -12,28 +12,38 @@ draw it; the class server (`class_server.py`) drives the same queue from a stude
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 from . import feedback
 
+NOUNS = {"pair": "pairs", "single": "answers"}     # what a queue of each kind asks about
+
+
+def item_id(kind: str, item: dict) -> str:
+    """The id of an item to rate: `feedback.pair_id` of a pair {prompt, answer_a, answer_b},
+    `feedback.answer_id` of a single answer {prompt, answer}; the `item_key` of its ratings."""
+    if kind == "pair":
+        return feedback.pair_id(item["prompt"], item["answer_a"], item["answer_b"])
+    return feedback.answer_id(item["prompt"], item["answer"])
+
 
 class RatingQueue:
     """items: the items to rate (dicts), each asked once; kind: "pair" or "single" (the kind of
-    record a rating is); key: an item's id (`feedback.pair_id` or `answer_id` of its texts);
-    rater and folder: the file `<folder>/<rater>.jsonl`; target: how many ratings are asked
-    for (default: all items)."""
+    record a rating is); rater and folder: the file `<folder>/<rater>.jsonl`; target: how many
+    ratings are asked for (default: all items)."""
 
-    def __init__(self, items: Iterable[dict], kind: str, key: Callable[[dict], str], rater: str,
+    def __init__(self, items: Iterable[dict], kind: str, rater: str,
                  folder: str | Path | None = None, target: int | None = None):
-        self.kind, self.key = kind, key
+        if kind not in NOUNS:
+            raise ValueError(f"kind must be one of {list(NOUNS)}, not {kind!r}.")
+        self.kind = kind
         self.writer = feedback.RatingsWriter(folder, rater)
         self.items: dict[str, dict] = {}
         for item in items:
-            self.items.setdefault(key(item), item)   # the same item is asked once
+            self.items.setdefault(item_id(kind, item), item)   # the same item is asked once
         if not self.items:
-            noun = {"pair": "pairs", "single": "answers"}.get(kind, "items")
-            raise ValueError(f"No {noun} to rate: give at least one.")
+            raise ValueError(f"No {NOUNS[kind]} to rate: give at least one.")
         self.target = len(self.items) if target is None else target
         if isinstance(self.target, bool) or not isinstance(self.target, int) or self.target < 1:
             raise ValueError(f"target must be a whole number >= 1, not {target!r}.")
@@ -58,6 +68,11 @@ class RatingQueue:
         return self.items[self.queue[0]] if self.queue else None
 
     @property
+    def current_id(self) -> str | None:
+        """The id (`item_id`) of the item to rate now, or None."""
+        return self.queue[0] if self.queue else None
+
+    @property
     def rated(self) -> int:
         """How many of these items have a rating (skips do not count)."""
         latest = feedback.latest_per_item(self.history)
@@ -67,7 +82,7 @@ class RatingQueue:
         """Save `record`, the rating of the current item, and move on to the next item.
         Raises ValueError for a record about another item; OSError or ValueError from the
         writer when it cannot be saved (nothing changes then)."""
-        if self.current is None or feedback.item_key(record) != self.queue[0]:
+        if self.current is None or feedback.item_key(record) != self.current_id:
             raise ValueError("This rating is not about the item on screen; it was not saved.")
         self.writer.append(record)
         self.history.append(record)

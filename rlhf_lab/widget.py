@@ -1,6 +1,7 @@
 """The rating widgets: click which of two answers is better, or thumbs up/down on one answer.
 
-Taught in notebooks/03_human_feedback.ipynb (the class server, `make rate`, draws the same queue in a plain page).
+Taught in notebooks/03_human_feedback.ipynb. The state behind them is `rating_queue.RatingQueue`,
+which the class server (`make rate`) draws in a plain page.
 
 - The rubric sits at the top, so every rater judges by the same four criteria.
 - Every click appends one record to `<folder>/<rater>.jsonl` and flushes it to disk at once
@@ -21,7 +22,7 @@ import ipywidgets as widgets
 
 from . import feedback
 from .gold import RUBRIC
-from .rating_queue import RatingQueue
+from .rating_queue import NOUNS, RatingQueue
 
 
 def _box(width: str) -> widgets.Layout:
@@ -37,25 +38,33 @@ def _text_html(title: str, text: str) -> str:
 class _RatingWidget(widgets.VBox):
     """What both widgets share: the file, the queue of items, progress, undo and keys.
 
-    A subclass sets `kind` (of record), `noun` (its items, for messages) and `actions`
-    (choice, button label, key), and implements `_key` (the item's id), `_record` (a new
-    record for a choice), `_answers_box` (the widgets that show answers) and `_render`.
+    A subclass sets `kind` (of record) and `actions` (choice, button label, key), and
+    implements `_record` (a new record for a choice), `_answers_box` (the widgets that show
+    answers) and `_render`.
     """
 
     kind: str
     actions: tuple[tuple[str, str, str], ...]
-    noun: str
 
     def __init__(self, items: Iterable[dict], rater: str, model: str,
                  target: int | None = None, folder: str | Path | None = None):
         super().__init__()
         self.model = model
-        self.ratings = RatingQueue(items, self.kind, self._key, rater, folder, target)
-        self.writer, self.target = self.ratings.writer, self.ratings.target
+        self.ratings = RatingQueue(items, self.kind, rater, folder, target)
         self._build()
         self._show()
 
     # --- state: the rating queue ------------------------------------------------------------
+    @property
+    def writer(self) -> feedback.RatingsWriter:
+        """Appends to the rater's file."""
+        return self.ratings.writer
+
+    @property
+    def target(self) -> int:
+        """How many ratings are asked for."""
+        return self.ratings.target
+
     @property
     def current(self) -> dict | None:
         """The item on screen, or None when every item is rated or skipped."""
@@ -146,7 +155,7 @@ class _RatingWidget(widgets.VBox):
             self.buttons[choice].disabled = item is None
         self.buttons["undo"].disabled = not self.history
         if item is None:
-            self.prompt.value = f"<b>No {self.noun} left to rate. Thank you!</b>"
+            self.prompt.value = f"<b>No {NOUNS[self.kind]} left to rate. Thank you!</b>"
         else:
             self.prompt.value = _text_html("Prompt", item["prompt"])
         self._render(item)
@@ -163,12 +172,8 @@ class RatingWidget(_RatingWidget):
     """
 
     kind = "pair"
-    noun = "pairs"
     actions = (("a", "A better", "a"), ("b", "B better", "b"), ("tie", "Tie", "t"),
                ("skip", "Skip", "s"))
-
-    def _key(self, pair: dict) -> str:
-        return feedback.pair_id(pair["prompt"], pair["answer_a"], pair["answer_b"])
 
     def _record(self, pair: dict, choice: str) -> dict:
         return feedback.pair_record(self.writer.rater, pair["prompt"], pair["answer_a"],
@@ -189,11 +194,7 @@ class SingleRatingWidget(_RatingWidget):
     """Thumbs up or down on one answer at a time. items: dicts {prompt, answer}."""
 
     kind = "single"
-    noun = "answers"
     actions = (("up", "👍 Good", "+"), ("down", "👎 Bad", "-"), ("skip", "Skip", "s"))
-
-    def _key(self, item: dict) -> str:
-        return feedback.answer_id(item["prompt"], item["answer"])
 
     def _record(self, item: dict, choice: str) -> dict:
         return feedback.single_record(self.writer.rater, item["prompt"], item["answer"],
