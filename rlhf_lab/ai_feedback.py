@@ -58,8 +58,10 @@ def where_judges_differ(records: list[dict]) -> pd.DataFrame:
     world = World()
     rows = []
     for r in records:
+        if r["kind"] != "pair":          # thumbs and undos have no second answer
+            continue
         gold = gold_choice(r["prompt"], r["answer_a"], r["answer_b"])
-        if r["kind"] != "pair" or gold == "tie" or r["choice"] == gold:
+        if gold == "tie" or r["choice"] == gold:
             continue
         better, worse = ((r["answer_a"], r["answer_b"]) if gold == "a"
                          else (r["answer_b"], r["answer_a"]))

@@ -61,7 +61,8 @@ def test_where_a_rater_differs_names_the_criteria_it_overlooked():
     records = [pair(0, RIGHT[0], WRONG[0], "b"),     # chose wrong over right: missed correctness
                pair(1, RIGHT[1], RUDE[1], "b"),      # chose rude over kind: missed kindness
                pair(2, RIGHT[2], WRONG[2], "a")]     # agreed with gold: not listed
-    differ = where_judges_differ(records)
+    thumb = feedback.single_record("judge", records[0]["prompt"], WRONG[0], "up", "sft")
+    differ = where_judges_differ(records + [thumb])          # a thumb has no pair: skipped
     assert len(differ) == 2
     assert differ.iloc[0]["rater_chose"] == WRONG[0]           # the largest gold gap first
     assert differ.iloc[0]["correct"] > 0 and differ.iloc[0]["kind"] == 0
