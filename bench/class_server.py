@@ -279,12 +279,9 @@ def records_check(folder: Path, raters: int, chatters: int, per_rater: int) -> d
     return {"lost": lost, "doubled": doubled, "misfiled": misfiled + len(extra)}
 
 
-def quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
-
-
 def run_phase(phase: str, args, chat: list[str], env: dict) -> dict:
+    from rlhf_lab.class_server import quantile
+
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         server = Server(folder, chat, env)

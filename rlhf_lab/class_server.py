@@ -432,7 +432,7 @@ class StatusHandler(_Handler):
             self.finish({"error": error.message})
             return
         batches = self.room.chat.batches if self.room.chat else []
-        served = {f"{action}_{name}_s": round(_quantile(times, q), 4)
+        served = {f"{action}_{name}_s": round(quantile(times, q), 4)
                   for action, times in self.room.served.items()
                   for name, q in (("p50", 0.5), ("p95", 0.95))}
         self.finish({"sessions": len(self.room.sessions), "rss_mb": round(_rss_mb(), 1),
@@ -440,9 +440,11 @@ class StatusHandler(_Handler):
                      "largest_chat_batch": max(batches, default=0), **served})
 
 
-def _quantile(values, q: float) -> float:
+def quantile(values, q: float) -> float:
+    """The `q` quantile of `values` by nearest rank (one of the values); NaN for none. The
+    server's /status, its load test and bench/class_server.py all report with this."""
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 def _rss_mb() -> float:

@@ -19,7 +19,7 @@ from class_pairs import PAIRS, write_pairs
 
 from rlhf_lab import feedback
 from rlhf_lab.chat import MAX_QUESTION_CHARS
-from rlhf_lab.class_server import ChatEngine, ClassRoom, RequestError
+from rlhf_lab.class_server import ChatEngine, ClassRoom, RequestError, quantile
 
 TOKEN = "class-token-123"
 
@@ -478,11 +478,6 @@ async def a_class(url: str) -> dict:
     client.close()
     return {"answers": results[RATERS:], "timings": timings,
             "seconds": time.monotonic() - started}
-
-
-def quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def test_150_students_rating_and_30_chatting_at_once_lose_nothing(tmp_path):
