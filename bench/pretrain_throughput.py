@@ -59,10 +59,16 @@ def matmul_flops(device: torch.device, size: int, repeats: int = 20) -> float:
     return 2 * size**3 / best
 
 
-def training_tokens_per_second(cfg: PretrainConfig, device: torch.device) -> tuple[float, object]:
+def corpus_blocks(cfg: PretrainConfig):
+    """(tokenizer, blocks): a tokenizer trained on 600,000 characters of the cleaned corpus,
+    and those characters as training blocks; every timing here trains on these."""
     docs = take_chars(clean_corpus(load_raw_corpus()).documents, 600_000)
     tokenizer = train_tokenizer(docs, cfg.vocab_size)
-    data = blocks_from_stream(token_stream(tokenizer, docs), cfg.block_size)
+    return tokenizer, blocks_from_stream(token_stream(tokenizer, docs), cfg.block_size)
+
+
+def training_tokens_per_second(cfg: PretrainConfig, device: torch.device, tokenizer,
+                               data) -> tuple[float, object]:
     model = build_model(cfg, tokenizer).to(device)
     warm = PretrainConfig.for_mode(quick=False, max_steps=5, eval_every=10**6, eval_batches=1)
     train_lm(model, data, data, warm, desc="warm-up")
@@ -74,7 +80,7 @@ def training_tokens_per_second(cfg: PretrainConfig, device: torch.device) -> tup
     return cfg.max_steps * cfg.batch_size * cfg.block_size / seconds, model
 
 
-def step_functions(cfg: PretrainConfig, device: torch.device):
+def step_functions(cfg: PretrainConfig, device: torch.device, tokenizer, data):
     """({name: step}, tokens per step): one optimiser step of each model on random batches
     of the same data. "course": the course's GPT-2 as built today; "course_gelu_tanh": the
     same with GPT-2's MLP activation computed by PyTorch's fused tanh-GELU
@@ -83,9 +89,6 @@ def step_functions(cfg: PretrainConfig, device: torch.device):
     from transformers.activations import ACT2FN
     from plain_gpt import PlainGPT          # bench/ is on the path when run
 
-    docs = take_chars(clean_corpus(load_raw_corpus()).documents, 600_000)
-    tokenizer = train_tokenizer(docs, cfg.vocab_size)
-    data = blocks_from_stream(token_stream(tokenizer, docs), cfg.block_size)
     course = build_model(cfg, tokenizer).to(device).train()
     gelu_tanh = build_model(cfg, tokenizer)
     gelu_tanh.config.activation_function = "gelu_pytorch_tanh"
@@ -162,9 +165,10 @@ def main() -> None:
     cfg = PretrainConfig.for_mode(quick=False, max_steps=args.steps, eval_every=10**6,
                                   eval_batches=1)
     peak = max(matmul_flops(device, n) for n in (256, 512, 1024))
-    tokens_per_s, model = training_tokens_per_second(cfg, device)
+    tokenizer, data = corpus_blocks(cfg)
+    tokens_per_s, model = training_tokens_per_second(cfg, device, tokenizer, data)
     achieved = flops_per_token(model) * tokens_per_s
-    steps, tokens_per_step = step_functions(cfg, device)
+    steps, tokens_per_step = step_functions(cfg, device, tokenizer, data)
     rates = interleaved(steps, tokens_per_step, args.rounds, args.round_steps, device)
     ratios = {name: [c / p for c, p in zip(rates[name], rates["plain"])]
               for name in ("course", "course_gelu_tanh")}
