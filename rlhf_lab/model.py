@@ -11,10 +11,17 @@ from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 def build_model(cfg, tokenizer: PreTrainedTokenizerFast) -> GPT2LMHeadModel:
     """A GPT-2 with the course's sizes; token embeddings and output layer share weights.
     `cfg`: chapter 01's settings (`rlhf_lab.pretraining.PretrainConfig`): its block_size,
-    n_embd, n_layer, n_head, dropout and seed are read."""
+    n_embd, n_layer, n_head, dropout and seed are read.
+
+    The MLP's activation is GPT-2's tanh-approximated GELU computed by PyTorch's one fused
+    kernel ("gelu_pytorch_tanh") rather than transformers' default "gelu_new", the same
+    function written out as four elementwise operations, forward and backward: on a 2-core
+    CPU the fused kernel makes a pretraining step about 10 % faster
+    (bench/pretrain_throughput.py), and the two agree to about 1e-6."""
     config = GPT2Config(
         vocab_size=len(tokenizer), n_positions=cfg.block_size, n_embd=cfg.n_embd,
-        n_layer=cfg.n_layer, n_head=cfg.n_head, resid_pdrop=cfg.dropout,
+        n_layer=cfg.n_layer, n_head=cfg.n_head, activation_function="gelu_pytorch_tanh",
+        resid_pdrop=cfg.dropout,
         embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout,
         bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id)

@@ -60,10 +60,13 @@ def next_token_loss(logits: torch.Tensor, labels: torch.Tensor,
     """Cross-entropy of each next token: the logits at position t predict the label at t+1.
 
     logits: (batch, seq, vocab); labels: (batch, seq), IGNORE where nothing is predicted.
+    The labels are shifted left (the last position gets IGNORE), not the logits: shifting the
+    logits would copy all of them, forward and backward.
     """
+    targets = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=IGNORE)
     return torch.nn.functional.cross_entropy(
-        logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
-        ignore_index=IGNORE, reduction=reduction)
+        logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE,
+        reduction=reduction)
 
 
 def blocks_from_stream(token_ids: list[int], block_size: int) -> LMData:

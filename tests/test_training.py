@@ -8,7 +8,8 @@ from rlhf_lab.pretraining import PretrainConfig
 from rlhf_lab.evaluation import unigram_perplexity
 from rlhf_lab.model import build_model, count_parameters, flops_per_token
 from rlhf_lab.tokenizer import train_tokenizer
-from rlhf_lab.training import IGNORE, LMData, TrainingDiverged, blocks_from_stream, evaluate_loss, lr_at, train_lm
+from rlhf_lab.training import (IGNORE, LMData, TrainingDiverged, blocks_from_stream, evaluate_loss,
+                               lr_at, next_token_loss, train_lm)
 
 TEXTS = ["User: what colour is a frog?\nAssistant: A frog is green.",
          "User: what is 2 plus 3?\nAssistant: 2 plus 3 is 5.",
@@ -35,6 +36,23 @@ def test_blocks_from_stream():
     assert data.target_tokens.tolist() == [1, 2, 3, 5, 6, 7]
     with pytest.raises(ValueError, match="cannot fill one block"):
         blocks_from_stream([1, 2], 4)
+
+
+def test_next_token_loss_by_hand():
+    """Position t's logits predict the label at t + 1; IGNORE labels and the last position count
+    for nothing. Two rows of three positions over a vocabulary of two, computed by hand."""
+    logits = torch.tensor([[[0.0, 1.0], [2.0, 0.0], [5.0, 5.0]],
+                           [[1.0, 1.0], [0.0, 3.0], [9.0, -9.0]]])
+    labels = torch.tensor([[IGNORE, 1, 0], [0, IGNORE, 1]])
+
+    def nll(row, target):        # -log softmax(row)[target]
+        return -(row[target] - math.log(sum(math.exp(v) for v in row)))
+    # predicted: row 0 position 0 -> 1, position 1 -> 0; row 1 position 1 -> 1
+    # (row 1 position 0 predicts IGNORE; the last positions predict nothing)
+    terms = [nll([0.0, 1.0], 1), nll([2.0, 0.0], 0), nll([0.0, 3.0], 1)]
+    assert next_token_loss(logits, labels, reduction="sum").item() == pytest.approx(sum(terms))
+    assert next_token_loss(logits, labels).item() == pytest.approx(sum(terms) / 3)
+    assert labels.tolist() == [[IGNORE, 1, 0], [0, IGNORE, 1]]      # the labels are not changed
 
 
 def test_evaluate_loss_matches_hand_cross_entropy(tok):
