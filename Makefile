@@ -40,7 +40,7 @@ SUDO      = $(if $(filter 0,$(shell id -u 2>/dev/null)),,sudo)
 test: install
 	@test -x $(CHROMIUM) || echo "NOTE: the browser tests will be SKIPPED: no Chromium at $(CHROMIUM). 'make browser' installs it."
 	$(BIN)/lint-imports --no-cache
-	RLHF_LAB_QUICK=1 RLHF_LAB_CHROMIUM=$(CHROMIUM) $(BIN)/pytest -q -rs --durations=25 -n 2 --dist loadgroup
+	RLHF_LAB_QUICK=1 RLHF_LAB_CHROMIUM=$(CHROMIUM) $(BIN)/pytest -q -rs --durations=25
 
 browser:
 	@if test -x $(CHROMIUM); then echo "Chromium is installed: $(CHROMIUM)"; else \
