@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 PY      = $(BIN)/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: help install lab test browser course bench data class-pairs rate clean-artifacts
+.PHONY: help install lab test test-units test-notebooks browser course bench data class-pairs rate clean-artifacts
 
 help:
 	@echo "make lab     create .venv, install, open JupyterLab on the notebooks"
@@ -37,10 +37,24 @@ lab: install
 CHROMIUM ?= /usr/bin/chromium
 SUDO      = $(if $(filter 0,$(shell id -u 2>/dev/null)),,sudo)
 
+# The unit tests and the notebooks run as two pytest processes side by side, each on half
+# the cores (torch on more threads than cores slows both twentyfold). Each process prints
+# its report when it ends. `$(BIN)/pytest` alone runs both one after the other.
+HALF_CORES := $(shell $(PYTHON) -c 'import os; print(max(1, (os.cpu_count() or 2) // 2))')
+PYTEST      = RLHF_LAB_QUICK=1 RLHF_LAB_CHROMIUM=$(CHROMIUM) OMP_NUM_THREADS=$(HALF_CORES) \
+              $(BIN)/pytest -q -rs --durations=15
+
 test: install
 	@test -x $(CHROMIUM) || echo "NOTE: the browser tests will be SKIPPED: no Chromium at $(CHROMIUM). 'make browser' installs it."
 	$(BIN)/lint-imports --no-cache
-	RLHF_LAB_QUICK=1 RLHF_LAB_CHROMIUM=$(CHROMIUM) $(BIN)/pytest -q -rs --durations=25
+	@echo "Running the unit tests and the notebooks side by side; each prints its report when it ends."
+	@$(MAKE) --no-print-directory -j2 --output-sync=target test-units test-notebooks
+
+test-units: install
+	$(PYTEST) tests
+
+test-notebooks: install
+	$(PYTEST) notebooks
 
 browser:
 	@if test -x $(CHROMIUM); then echo "Chromium is installed: $(CHROMIUM)"; else \
