@@ -67,7 +67,7 @@ class IterateConfig(Settings):
     reward_lr: float = setting(3e-4, "peak learning rate of that training (3x chapter 04's: "
                                "a short run on new answers)",
                                range=(1e-8, 1.0))
-    ppo_steps: int = setting(10, "PPO iterations per round", range=(1, 10**6), quick=10)
+    ppo_steps: int = setting(10, "PPO iterations per round", range=(1, 10**6), quick=5)
     rater_temperature: float = setting(0.5, "noise of the simulated rater (0: always the "
                                        "gold choice)", range=(0.0, 100.0))
 
