@@ -38,23 +38,27 @@ CHROMIUM ?= /usr/bin/chromium
 SUDO      = $(if $(filter 0,$(shell id -u 2>/dev/null)),,sudo)
 
 # The unit tests and the notebooks run as two pytest processes side by side, each on half
-# the cores (torch on more threads than cores slows both twentyfold). Each process prints
-# its report when it ends. `$(BIN)/pytest` alone runs both one after the other.
-HALF_CORES := $(shell $(PYTHON) -c 'import os; print(max(1, (os.cpu_count() or 2) // 2))')
-PYTEST      = RLHF_LAB_QUICK=1 RLHF_LAB_CHROMIUM=$(CHROMIUM) OMP_NUM_THREADS=$(HALF_CORES) \
-              $(BIN)/pytest -q -rs --durations=15
+# the cores (torch on more threads than cores slows both twentyfold). The unit tests end
+# first; a file that exists while they run tells each notebook's kernel how many threads it
+# may take (conftest.py), so the last notebooks get every core. Each process prints its
+# report when it ends. `$(BIN)/pytest` alone runs both one after the other.
+HALF_CORES    := $(shell $(PYTHON) -c 'import os; print(max(1, (os.cpu_count() or 2) // 2))')
+UNITS_RUNNING := $(shell mktemp -u /tmp/rlhf_lab_units_running.XXXXXX)
+PYTEST         = RLHF_LAB_QUICK=1 RLHF_LAB_CHROMIUM=$(CHROMIUM) OMP_NUM_THREADS=$(HALF_CORES) \
+                 $(BIN)/pytest -q -rs --durations=15
 
 test: install
 	@test -x $(CHROMIUM) || echo "NOTE: the browser tests will be SKIPPED: no Chromium at $(CHROMIUM). 'make browser' installs it."
 	$(BIN)/lint-imports --no-cache
 	@echo "Running the unit tests and the notebooks side by side; each prints its report when it ends."
-	@$(MAKE) --no-print-directory -j2 --output-sync=target test-units test-notebooks
+	@touch $(UNITS_RUNNING)
+	@$(MAKE) --no-print-directory -j2 --output-sync=target UNITS_RUNNING=$(UNITS_RUNNING) test-units test-notebooks
 
 test-units: install
-	$(PYTEST) tests
+	$(PYTEST) tests; status=$$?; rm -f $(UNITS_RUNNING); exit $$status
 
 test-notebooks: install
-	$(PYTEST) notebooks
+	RLHF_LAB_UNITS_RUNNING=$(UNITS_RUNNING) $(PYTEST) notebooks
 
 browser:
 	@if test -x $(CHROMIUM); then echo "Chromium is installed: $(CHROMIUM)"; else \

@@ -1,16 +1,12 @@
-"""Shared set-up. A test run never touches a learner's artifacts: unless RLHF_LAB_ARTIFACTS
-is set, the whole session (unit tests and notebooks alike) writes to a temporary folder.
-One quick-mode pretraining run is shared by every test that needs a trained model."""
-import os
-import tempfile
-
+"""Shared set-up of the unit tests. The repository's conftest.py keeps every test run
+(unit tests and notebooks alike) out of a learner's artifacts. One quick-mode pretraining run
+is shared by every test that needs a trained model."""
 import pytest
 
 from rlhf_lab.pretraining import PretrainConfig
 
 
 def pytest_configure(config):
-    os.environ.setdefault("RLHF_LAB_ARTIFACTS", tempfile.mkdtemp(prefix="rlhf_lab_tests_"))
     config.addinivalue_line("markers", "slow: launches processes or runs whole stages (tens of "
                             "seconds); part of `make test`, left out by -m 'not slow'")
 

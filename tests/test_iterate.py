@@ -103,7 +103,7 @@ def test_hard_settings_are_chapter_07s():
     assert (full.lr, full.lr_schedule, full.kl_coef, full.target_kl) == (6e-5, "constant", 0.02, 0.0)
     assert full.lr == pytest.approx(3 * PPOConfig.for_mode(quick=False).lr) and full.steps == 50
     assert hard_settings(quick=False, steps=30).steps == 30            # overrides win
-    assert (quick.lr, quick.steps) == (3e-4, 5)
+    assert (quick.lr, quick.steps) == (3e-4, 5) and hard_settings(quick=True).steps == 30
     assert full.batch_size == PPOConfig.for_mode(quick=False).batch_size
 
 
