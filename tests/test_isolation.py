@@ -16,9 +16,9 @@ def test_a_pytest_run_of_the_notebooks_alone_writes_to_a_temporary_folder(tmp_pa
         "    print('ARTIFACTS=' + os.environ.get('RLHF_LAB_ARTIFACTS', '<unset>'))\n")
     env = {k: v for k, v in os.environ.items() if k != "RLHF_LAB_ARTIFACTS"}
     env["PYTHONPATH"] = str(tmp_path)
-    run = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "show_artifacts",
-                          "notebooks/00_setup.ipynb"], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=120)
+    command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "show_artifacts",
+               "notebooks/00_setup.ipynb"]
+    run = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     shown = [line for line in run.stdout.splitlines() if line.startswith("ARTIFACTS=")]
     assert run.returncode == 0 and len(shown) == 1, run.stdout + run.stderr
     folder = Path(shown[0].split("=", 1)[1])
