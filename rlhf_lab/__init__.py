@@ -16,7 +16,8 @@ The learner's index, chapter by chapter (a notebook shows the source of what it 
     06 PPO                ppo (the algorithm), ppo_stage (its loop and stage), plots
     07 reward hacking     best_of_n
     08 DPO                dpo
-    09 the loop           iterate, class_ratings (a class's ratings merged and measured),
+    09 the loop           iterate, workers (independent seeds side by side, one process
+                          each), class_ratings (a class's ratings merged and measured),
                           class_app (the class's pairs and names), class_server (the
                           class server: rating and chat for a lecture hall)
     10 beyond PPO         critic_free (REINFORCE, RLOO, GRPO), critic_free_stage (their loop,

@@ -29,7 +29,7 @@ import pandas as pd
 from . import artifacts, report_card
 from .comparisons import sample_comparisons
 from .config import Settings, get_device, seed_everything, setting
-from .evaluation import curve_questions, evaluate_model
+from .evaluation import Evaluation, curve_questions, evaluate_model
 from .feedback import pair_id
 from .ppo import PPOConfig, ValueHead
 from .ppo_stage import train_ppo
@@ -44,6 +44,7 @@ from .reward_model import (
     set_normalisation,
     train_reward_model,
 )
+from .workers import side_by_side
 from .world import World
 
 
@@ -212,13 +213,19 @@ class Arms:
 def fixed_versus_iterated(sft, tokenizer, reward_model, rm_tokenizer, records: list[dict],
                           cfg: IterateConfig, ppo_cfg: PPOConfig,
                           reward_cfg: RewardConfig | None = None,
-                          progress: bool = True) -> Arms:
+                          progress: bool = True, tick=None) -> Arms:
     """Run cfg.rounds rounds of cfg.ppo_steps PPO iterations twice from the SFT model (which
     is also the reference): once against `reward_model` as it is, once retraining a copy of
     it before every round after the first on a simulated rater's ratings of the current
     policy's own answers, added to `records` (the ratings it was trained on). The models
-    passed in are not changed. Taught in notebooks/09_iterate.ipynb."""
+    passed in are not changed. It starts by seeding everything with cfg.seed (round 1's
+    value head is drawn before its PPO seeds itself), so it gives the same numbers whatever
+    ran before it, in this process or a fresh one (`run_seeds`). `tick()`, if given, is
+    called after each PPO round and each retraining (`experiment_steps`). Taught in
+    notebooks/09_iterate.ipynb."""
+    seed_everything(cfg.seed)
     reward_cfg = reward_cfg or RewardConfig.for_mode()
+    tick = tick or (lambda: None)
     curves, retrained = [], []
 
     def measured(history: pd.DataFrame, arms: tuple[str, ...], round_number: int) -> None:
@@ -233,25 +240,76 @@ def fixed_versus_iterated(sft, tokenizer, reward_model, rm_tokenizer, records: l
     history, _ = ppo_round(1, fixed, sft, tokenizer, reward_model, rm_tokenizer, cfg, ppo_cfg,
                            progress=progress)
     measured(history, ("fixed", "iterated"), 1)
+    tick()
     iterated, iterated_rm = copy.deepcopy(fixed), copy.deepcopy(reward_model)
     for number in range(2, cfg.rounds + 1):
         history, _ = ppo_round(number, fixed, sft, tokenizer, reward_model, rm_tokenizer, cfg,
                                ppo_cfg, progress=progress)
         measured(history, ("fixed",), number)
+        tick()
         pairs = own_comparisons(iterated, tokenizer, World().split("train"),
                                 cfg.pairs_per_round, f"round-{number}", seed=cfg.seed + number)
         new_records = simulated_ratings(pairs, cfg, number)
         retrained.append({"round": number, **retrain_reward_model(
             iterated_rm, rm_tokenizer, records, new_records, cfg, reward_cfg, number,
             progress, rater=round_rater(cfg, number))})
+        tick()
         records = records + new_records
         history, _ = ppo_round(number, iterated, sft, tokenizer, iterated_rm, rm_tokenizer, cfg,
                                ppo_cfg, progress=progress)
         measured(history, ("iterated",), number)
+        tick()
     columns = ["arm", "round", "iteration", "gold", "gold_low", "gold_high", "heldout_reward",
                "heldout_kl"]
     return Arms(fixed, iterated, pd.concat(curves, ignore_index=True)[columns],
                 pd.DataFrame(retrained))
+
+
+def experiment_steps(cfg: IterateConfig) -> int:
+    """The `tick`s of one seed of `seed_run`: round 1, then a fixed round, a retraining and
+    an iterated round for every later round, then the two evaluations."""
+    return 1 + 3 * (cfg.rounds - 1) + 2
+
+
+@dataclass
+class SeedRun:
+    """One seed of chapter 09's experiment, start to verdict: both arms and the report card's
+    evaluation of each final policy ({"fixed": ..., "iterated": ...}, named hard_fixed and
+    hard_iterated)."""
+
+    arms: Arms
+    finals: dict[str, Evaluation]
+
+
+def seed_run(seed: int, sft, tokenizer, reward_model, rm_tokenizer, records: list[dict],
+             cfg: IterateConfig, ppo_cfg: PPOConfig, tick=None) -> SeedRun:
+    """`fixed_versus_iterated` with cfg.seed = `seed`, then `evaluate_model` of both final
+    policies (reference: the SFT model; reward: `reward_model`, chapter 04's)."""
+    tick = tick or (lambda: None)
+    arms = fixed_versus_iterated(sft, tokenizer, reward_model, rm_tokenizer, records,
+                                 replace(cfg, seed=seed), ppo_cfg, progress=False, tick=tick)
+    finals = {}
+    for arm in ("fixed", "iterated"):
+        finals[arm] = evaluate_model(getattr(arms, arm), tokenizer, f"hard_{arm}", reference=sft,
+                                     reward_model=reward_model, rm_tokenizer=rm_tokenizer,
+                                     progress=False)
+        tick()
+    return SeedRun(arms, finals)
+
+
+def run_seeds(seeds, sft, tokenizer, reward_model, rm_tokenizer, records: list[dict],
+              cfg: IterateConfig, ppo_cfg: PPOConfig, processes: int | None = None
+              ) -> dict[int, SeedRun]:
+    """Chapter 09's experiment for every seed of `seeds`: {seed: `seed_run`}. The seeds do not
+    depend on each other, so on a CPU they run side by side, one process each
+    (`workers.side_by_side`, one thread each on two cores); each seed gives the numbers
+    `seed_run` gives for it here."""
+    seeds = list(seeds)
+    jobs = [(seed, sft, tokenizer, reward_model, rm_tokenizer, records, cfg, ppo_cfg)
+            for seed in seeds]
+    done = side_by_side(seed_run, jobs, steps_per_job=experiment_steps(cfg),
+                        desc=f"{len(seeds)} seed(s), side by side", processes=processes)
+    return dict(zip(seeds, done))
 
 
 @dataclass

@@ -15,6 +15,8 @@ from rlhf_lab.iterate import (
     own_comparisons,
     retrain_reward_model,
     retraining_set,
+    run_seeds,
+    seed_run,
     simulated_ratings,
 )
 from rlhf_lab.ppo import PPOConfig, hard_settings
@@ -134,6 +136,34 @@ def test_fixed_and_iterated_arms_share_round_one_and_leave_the_inputs_alone(rewa
     assert changed(arms.fixed) and changed(arms.iterated)
     assert any(not torch.equal(v, arms.iterated.state_dict()[k])
                for k, v in arms.fixed.state_dict().items())
+
+
+@pytest.mark.slow
+def test_seeds_run_side_by_side_give_the_numbers_of_a_seed_run_alone(reward_trained):
+    """Chapter 09 runs its seeds in processes of their own: each must end exactly where the
+    same seed ends when run here on as many threads, and the seeds must differ."""
+    from rlhf_lab import artifacts
+    from rlhf_lab.preferences import training_ratings
+    from rlhf_lab.workers import worker_threads
+
+    sft, tokenizer = artifacts.load_model("sft")
+    records, _ = training_ratings(RewardConfig.for_mode(quick=True))
+    cfg = IterateConfig.for_mode(quick=True, rounds=2, ppo_steps=2, pairs_per_round=40,
+                                 heldout_pairs=10, reward_steps=3)
+    hard = hard_settings(quick=True, eval_questions=12, eval_every=2)
+    args = (sft, tokenizer, reward_trained.model, reward_trained.tokenizer, records, cfg, hard)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(worker_threads(2))
+    try:
+        alone = seed_run(1, *args)
+    finally:
+        torch.set_num_threads(threads)
+    both = run_seeds((1, 2), *args, processes=2)
+    assert list(both) == [1, 2]
+    for arm in ("fixed", "iterated"):
+        pd.testing.assert_frame_equal(both[1].finals[arm].answers, alone.finals[arm].answers)
+    pd.testing.assert_frame_equal(both[1].arms.curves, alone.arms.curves)
+    assert not both[2].finals["fixed"].answers.equals(both[1].finals["fixed"].answers)
 
 
 def test_a_policy_that_always_writes_the_same_two_answers_cannot_crash_a_round(monkeypatch):

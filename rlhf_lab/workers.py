@@ -1,0 +1,148 @@
+"""Independent runs side by side, one process each, so that a tiny model keeps every core busy.
+
+Used by chapter 09 (`iterate.run_seeds`: its three seeds). A model of a million parameters
+is too small to keep two CPU cores busy from one process: on the course's 2-core machine one
+PPO optimiser step (minibatch 16) runs only about 1.4 times faster on two threads than on
+one, and sampling an answer token hardly faster at all, because each step is many small
+operations (bench/ppo_step.py). Runs that do not depend on each other, such as the seeds of
+one experiment, therefore finish sooner in their own processes, one thread each, than one
+after the other with every thread.
+
+`side_by_side(fn, jobs)` calls `fn(*job, tick=...)` for every job and returns the results in
+the order of `jobs`. `fn` must live in a module (a notebook's own function cannot be sent to
+another process) and calls `tick()` after each of its steps; one progress bar counts the steps
+of every job. Each job must seed everything it draws (chapter 09's experiment seeds itself
+before it draws its first value head); then it gives the same numbers in whichever process runs it
+(tests/test_iterate.py checks this for chapter 09's seeds). On a GPU, or with one job, the
+jobs run one after the other in this process.
+
+Models travel between the processes as their class, config and weights, and are built anew
+on arrival (`_pack`, `_unpack`): a `transformers` model copied whole by pickle arrives without
+the registry its output hooks need, and would answer `output_hidden_states=True` with None.
+"""
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+import queue
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, Callable, Sequence
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on (its affinity where the OS tells, else all)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def planned_processes(jobs: int) -> int:
+    """How many processes `side_by_side` starts for `jobs` jobs: one per job (at most two per
+    core) on a CPU; 1 on a GPU (one device, which one process already keeps busy) or for a
+    single job. Three jobs on two cores get three processes sharing the cores, not two and
+    then one: the last job would otherwise run alone while a core idles."""
+    from .config import get_device
+
+    if jobs <= 1 or get_device().type != "cpu":
+        return 1
+    return min(jobs, 2 * cpu_cores())
+
+
+def _start_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+@dataclasses.dataclass
+class _PackedModel:
+    """A `transformers` model in transit: rebuilt from its class, config and weights."""
+
+    model_class: type
+    config: Any
+    state_dict: dict
+    training: bool
+
+
+def _pack(value):
+    """`value` with every `transformers` model inside it (in tuples, lists, dicts and
+    dataclasses, however deep) replaced by a `_PackedModel`."""
+    from transformers import PreTrainedModel
+
+    if isinstance(value, PreTrainedModel):
+        return _PackedModel(type(value), value.config, value.state_dict(), value.training)
+    if isinstance(value, tuple) and hasattr(value, "_fields"):          # a named tuple
+        return type(value)(*(_pack(v) for v in value))
+    if isinstance(value, (list, tuple)):
+        return type(value)(_pack(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _pack(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(value, **{f.name: _pack(getattr(value, f.name))
+                                             for f in dataclasses.fields(value) if f.init})
+    return value
+
+
+def _unpack(value):
+    """The inverse of `_pack`: every `_PackedModel` built into its model again."""
+    if isinstance(value, _PackedModel):
+        model = value.model_class(value.config)
+        model.load_state_dict(value.state_dict)
+        return model.train(value.training)
+    if isinstance(value, tuple) and hasattr(value, "_fields"):          # a named tuple
+        return type(value)(*(_unpack(v) for v in value))
+    if isinstance(value, (list, tuple)):
+        return type(value)(_unpack(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _unpack(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(value, **{f.name: _unpack(getattr(value, f.name))
+                                             for f in dataclasses.fields(value) if f.init})
+    return value
+
+
+def _run_job(fn: Callable, job: tuple, ticks) -> Any:
+    return _pack(fn(*_unpack(job), tick=lambda: ticks.put(1)))
+
+
+def worker_threads(processes: int) -> int:
+    """The torch threads of each of `processes` worker processes: an equal share of the
+    cores, at least one."""
+    return max(1, cpu_cores() // processes)
+
+
+def side_by_side(fn: Callable, jobs: Sequence[tuple], *, steps_per_job: int = 1,
+                 desc: str = "runs", processes: int | None = None,
+                 progress: bool = True) -> list:
+    """[fn(*job, tick=...) for job in jobs], run in `processes` processes at once
+    (`planned_processes` by default), each with `worker_threads(processes)` torch threads. A progress bar counts `steps_per_job` ticks per job. An exception in a
+    job is raised here, after the other jobs end, with the job's own traceback as its cause.
+    """
+    from tqdm.auto import tqdm
+
+    jobs = [tuple(job) for job in jobs]
+    processes = planned_processes(len(jobs)) if processes is None else processes
+    if processes < 1:
+        raise ValueError(f"processes = {processes}: choose 1 or more (1 runs the jobs here, "
+                         "one after the other).")
+    with tqdm(total=len(jobs) * steps_per_job, desc=desc, disable=not progress) as bar:
+        if processes == 1:
+            return [fn(*job, tick=lambda: bar.update(1)) for job in jobs]
+        context = multiprocessing.get_context("spawn")    # a fresh interpreter: safe with torch
+        threads = worker_threads(processes)
+        with context.Manager() as manager, ProcessPoolExecutor(
+                processes, mp_context=context, initializer=_start_worker,
+                initargs=(threads,)) as pool:
+            ticks = manager.Queue()
+            futures = [pool.submit(_run_job, fn, _pack(job), ticks) for job in jobs]
+            while not all(f.done() for f in futures):
+                try:
+                    ticks.get(timeout=0.5)
+                    bar.update(1)
+                except queue.Empty:
+                    pass
+            while not ticks.empty():
+                ticks.get()
+                bar.update(1)
+            return [_unpack(f.result()) for f in futures]
