@@ -53,7 +53,8 @@ def main() -> None:
     jobs = (sft, tokenizer, reward_model, rm_tokenizer, records, cfg, hard)
 
     def golds(runs) -> list[float]:
-        return [run.finals[arm].answers.total.mean() for run in runs for arm in ("fixed", "iterated")]
+        return [run.finals[arm].answers.total.mean() for run in runs
+                for arm in ("fixed", "iterated")]
 
     times = {"one_after_the_other": [], "side_by_side": []}
     for _ in range(args.rounds):

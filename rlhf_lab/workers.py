@@ -12,8 +12,8 @@ after the other with every thread.
 the order of `jobs`. `fn` must live in a module (a notebook's own function cannot be sent to
 another process) and calls `tick()` after each of its steps; one progress bar counts the steps
 of every job. Each job must seed everything it draws (chapter 09's experiment seeds itself
-before it draws its first value head); then it gives the same numbers in whichever process runs it
-(tests/test_iterate.py checks this for chapter 09's seeds). On a GPU, or with one job, the
+before it draws its first value head); then it gives the same numbers in whichever process
+runs it (tests/test_iterate.py checks this for chapter 09's seeds). On a GPU, or with one job, the
 jobs run one after the other in this process.
 
 Models travel between the processes as their class, config and weights, and are built anew
@@ -66,42 +66,44 @@ class _PackedModel:
     state_dict: dict
     training: bool
 
+    def build(self):
+        model = self.model_class(self.config)
+        model.load_state_dict(self.state_dict)
+        return model.train(self.training)
 
-def _pack(value):
-    """`value` with every `transformers` model inside it (in tuples, lists, dicts and
-    dataclasses, however deep) replaced by a `_PackedModel`."""
-    from transformers import PreTrainedModel
 
-    if isinstance(value, PreTrainedModel):
-        return _PackedModel(type(value), value.config, value.state_dict(), value.training)
+def _replace_parts(value, chosen: Callable[[Any], bool], convert: Callable[[Any], Any]):
+    """`value` with every part for which `chosen(part)` holds replaced by `convert(part)`, in
+    tuples (named ones too), lists, dicts and dataclasses, however deep."""
+    if chosen(value):
+        return convert(value)
+
+    def inner(v):
+        return _replace_parts(v, chosen, convert)
+
     if isinstance(value, tuple) and hasattr(value, "_fields"):          # a named tuple
-        return type(value)(*(_pack(v) for v in value))
+        return type(value)(*map(inner, value))
     if isinstance(value, (list, tuple)):
-        return type(value)(_pack(v) for v in value)
+        return type(value)(map(inner, value))
     if isinstance(value, dict):
-        return {k: _pack(v) for k, v in value.items()}
+        return {k: inner(v) for k, v in value.items()}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.replace(value, **{f.name: _pack(getattr(value, f.name))
+        return dataclasses.replace(value, **{f.name: inner(getattr(value, f.name))
                                              for f in dataclasses.fields(value) if f.init})
     return value
+
+
+def _pack(value):
+    """`value` with every `transformers` model inside it replaced by a `_PackedModel`."""
+    from transformers import PreTrainedModel
+
+    return _replace_parts(value, lambda v: isinstance(v, PreTrainedModel),
+                          lambda m: _PackedModel(type(m), m.config, m.state_dict(), m.training))
 
 
 def _unpack(value):
     """The inverse of `_pack`: every `_PackedModel` built into its model again."""
-    if isinstance(value, _PackedModel):
-        model = value.model_class(value.config)
-        model.load_state_dict(value.state_dict)
-        return model.train(value.training)
-    if isinstance(value, tuple) and hasattr(value, "_fields"):          # a named tuple
-        return type(value)(*(_unpack(v) for v in value))
-    if isinstance(value, (list, tuple)):
-        return type(value)(_unpack(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _unpack(v) for k, v in value.items()}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.replace(value, **{f.name: _unpack(getattr(value, f.name))
-                                             for f in dataclasses.fields(value) if f.init})
-    return value
+    return _replace_parts(value, lambda v: isinstance(v, _PackedModel), _PackedModel.build)
 
 
 def _run_job(fn: Callable, job: tuple, ticks) -> Any:
@@ -118,8 +120,9 @@ def side_by_side(fn: Callable, jobs: Sequence[tuple], *, steps_per_job: int = 1,
                  desc: str = "runs", processes: int | None = None,
                  progress: bool = True) -> list:
     """[fn(*job, tick=...) for job in jobs], run in `processes` processes at once
-    (`planned_processes` by default), each with `worker_threads(processes)` torch threads. A progress bar counts `steps_per_job` ticks per job. An exception in a
-    job is raised here, after the other jobs end, with the job's own traceback as its cause.
+    (`planned_processes` by default), each with `worker_threads(processes)` torch threads.
+    A progress bar counts `steps_per_job` ticks per job. An exception in a job is raised
+    here, after the other jobs end, with the job's own traceback as its cause.
     """
     from tqdm.auto import tqdm
 
