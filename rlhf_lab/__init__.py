@@ -8,7 +8,8 @@ The learner's index, chapter by chapter (a notebook shows the source of what it 
                           webdump, corpus (the data generator), cleaning, tokenizer, model,
                           training (the language-model loop), generation, gold (the rubric),
                           pretraining (the stage)
-    02 SFT                sft, evaluation (the one evaluation every chapter shares)
+    02 SFT                sft, evaluation (the one evaluation every chapter shares),
+                          answer_cache (answers already sampled are read back)
     03 human feedback     comparisons (two answers to rate), feedback (ratings on disk),
                           widget, raters (simulated raters and classes), agreement
     04 reward model       preferences (ratings as training data), reward_model

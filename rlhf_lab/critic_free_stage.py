@@ -58,6 +58,7 @@ from .ppo import (
 from .ppo_stage import load_ppo_models, rl_loop, train_ppo
 from .reward_model import score_answers
 from .training import TrainingDiverged
+from .workers import side_by_side
 from .world import Question, World
 
 REWARDS = ("model", "verifiable", "both")
@@ -315,7 +316,8 @@ def critic_free_iteration(policy, reference, reward_model, rm_tokenizer, tokeniz
 
 def train_critic_free(policy, reference, reward_model, rm_tokenizer, tokenizer, train_questions,
                       eval_questions, cfg: CriticFreeConfig, live_plot=None,
-                      progress: bool = True) -> tuple[pd.DataFrame, dict[int, pd.DataFrame]]:
+                      progress: bool = True, tick=None
+                      ) -> tuple[pd.DataFrame, dict[int, pd.DataFrame]]:
     """cfg.steps iterations of `critic_free_iteration` in chapter 06's loop (`rl_loop`): the
     same learning-rate schedule, question draws and held-out measurements as PPO. Returns the
     metrics, one row per iteration, and the graded held-out answers by iteration."""
@@ -328,7 +330,7 @@ def train_critic_free(policy, reference, reward_model, rm_tokenizer, tokenizer, 
                                      batch, optimizer, cfg, generator)
     return rl_loop(policy, tokenizer, reference, reward_model, rm_tokenizer, train_questions,
                    eval_questions, cfg, optimizer, iteration, batch_size=cfg.prompts,
-                   desc=cfg.name.upper(), live_plot=live_plot, progress=progress)
+                   desc=cfg.name.upper(), live_plot=live_plot, progress=progress, tick=tick)
 
 
 # ---------------------------------------------------------------- the stages
@@ -351,11 +353,12 @@ class CriticFreeResult:
 
 def run_critic_free(cfg: CriticFreeConfig, save: bool = True, live_plot=None,
                     build_missing: bool = False, progress: bool = True,
-                    start_from=None, name: str | None = None) -> CriticFreeResult:
+                    start_from=None, name: str | None = None, tick=None) -> CriticFreeResult:
     """Chapter 10, one run: load the SFT model (or `start_from`, any causal LM) and the reward
     model, train with cfg's method and reward, measure the policy with the report card's
     evaluation, and save it as artifact `name` (default cfg.name: 'grpo', 'rloo',
-    'grpo_verifiable', ...) with metrics.csv, and its row on the report card."""
+    'grpo_verifiable', ...) with metrics.csv, and its row on the report card (`save_run`).
+    `tick()`, if given, is called after every iteration."""
     name = name or cfg.name
     seed_everything(cfg.seed)
     policy, reference, tokenizer, reward_model, rm_tokenizer = load_ppo_models(build_missing,
@@ -363,24 +366,52 @@ def run_critic_free(cfg: CriticFreeConfig, save: bool = True, live_plot=None,
     start = time.perf_counter()
     history, _ = train_critic_free(policy, reference, reward_model, rm_tokenizer, tokenizer,
                                    World().split("train"), curve_questions(cfg.eval_questions),
-                                   cfg, live_plot, progress)
+                                   cfg, live_plot, progress, tick)
     seconds = time.perf_counter() - start
     after = evaluate_model(policy, tokenizer, name, reference=reference,
                            reward_model=reward_model, rm_tokenizer=rm_tokenizer,
                            progress=progress)
+    result = CriticFreeResult(cfg, policy, reference, tokenizer, history, after, seconds, name)
     if save:
-        summary = after.summary()
-        artifacts.save_model(
-            policy, tokenizer, name,
-            {"config": {**cfg.__dict__, "method": cfg.method}, "gold_after": summary["gold"],
-             "final_kl": summary["kl"], "seconds": seconds},
-            write_more=lambda folder: history.to_csv(folder / "metrics.csv", index=False))
-        report_card.record(after, notebook="10_beyond_ppo",
-                           setting=f"{cfg.name}: {cfg.steps} iterations x {cfg.prompts} "
-                                   f"questions x {cfg.k} answers, lr {cfg.lr:g} "
-                                   f"{cfg.lr_schedule}, kl_coef {cfg.kl_coef:g}, reward "
-                                   f"{cfg.reward}")
-    return CriticFreeResult(cfg, policy, reference, tokenizer, history, after, seconds, name)
+        save_run(result)
+    return result
+
+
+def save_run(run: CriticFreeResult) -> None:
+    """Save a critic-free run's policy as artifact run.name (with metrics.csv) and put its
+    evaluation on the report card."""
+    cfg, summary = run.cfg, run.after.summary()
+    artifacts.save_model(
+        run.policy, run.tokenizer, run.name,
+        {"config": {**cfg.__dict__, "method": cfg.method}, "gold_after": summary["gold"],
+         "final_kl": summary["kl"], "seconds": run.seconds},
+        write_more=lambda folder: run.history.to_csv(folder / "metrics.csv", index=False))
+    report_card.record(run.after, notebook="10_beyond_ppo",
+                       setting=f"{cfg.name}: {cfg.steps} iterations x {cfg.prompts} "
+                               f"questions x {cfg.k} answers, lr {cfg.lr:g} "
+                               f"{cfg.lr_schedule}, kl_coef {cfg.kl_coef:g}, reward "
+                               f"{cfg.reward}")
+
+
+def _unsaved_run(cfg: CriticFreeConfig, name: str, tick=None) -> CriticFreeResult:
+    return run_critic_free(cfg, save=False, progress=False, name=name, tick=tick)
+
+
+def run_side_by_side(runs: dict[str, CriticFreeConfig], save: bool = True,
+                     processes: int | None = None) -> dict[str, CriticFreeResult]:
+    """Independent critic-free runs, {name: cfg}, side by side, one process each on a CPU
+    (`workers.side_by_side`): chapter 10's three hard GRPO runs, which differ only in the
+    reward. Each run seeds itself, so it gives the numbers `run_critic_free` gives for it
+    here. The policies are saved and recorded here, one after the other (`save_run`), so
+    no two processes write the report card at once."""
+    done = side_by_side(_unsaved_run, [(cfg, name) for name, cfg in runs.items()],
+                        steps_per_job=max(cfg.steps for cfg in runs.values()),
+                        desc=f"{len(runs)} runs, side by side", processes=processes)
+    results = dict(zip(runs, done))
+    if save:
+        for result in results.values():
+            save_run(result)
+    return results
 
 
 def run_grpo(cfg: GRPOConfig | None = None, save: bool = True, live_plot=None,

@@ -297,13 +297,29 @@ def sample_answers(policy, tokenizer, questions: list[Question], seed: int, *, r
                    max_new_tokens: int = MAX_NEW_TOKENS) -> tuple[list[str], list[float]]:
     """One answer per question from `policy` at temperature 1, seeded with `seed`, and the
     k1 KL of each from `reference` (NaN without one). Runs on a forked random state in eval
-    mode, so evaluating never changes the caller's random numbers or training mode."""
+    mode, so evaluating never changes the caller's random numbers or training mode.
+
+    Answers already sampled with the same weights, questions and seed are read back instead
+    (`answer_cache`): chapter 06's SFT row, and every RL run's first and last curve point,
+    cost nothing the second time."""
+    from . import answer_cache
+
+    texts = [q.text for q in questions]
+    key = answer_cache.answers_key(policy, tokenizer, texts, seed, reference, max_new_tokens,
+                                   answer_cache.source_digest(__file__))
+    return answer_cache.cached_answers(
+        key, len(texts), lambda: _sample_answers(policy, tokenizer, texts, seed, reference,
+                                                 max_new_tokens))
+
+
+def _sample_answers(policy, tokenizer, texts: list[str], seed: int, reference,
+                    max_new_tokens: int) -> tuple[list[str], list[float]]:
+    """`sample_answers` without the cache."""
     import torch
 
     from .generation import generate
     from .kl import sample_with_kl
 
-    texts = [q.text for q in questions]
     models = [m for m in (policy, reference) if m is not None]
     modes = [m.training for m in models]
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []

@@ -85,7 +85,7 @@ def train_ppo(policy, value_head: ValueHead, reference, reward_model, rm_tokeniz
 
 def rl_loop(policy, tokenizer, reference, reward_model, rm_tokenizer, train_questions,
             eval_questions, cfg, optimizer: torch.optim.Optimizer, iteration, *,
-            batch_size: int, desc: str, live_plot=None, progress: bool = True
+            batch_size: int, desc: str, live_plot=None, progress: bool = True, tick=None
             ) -> tuple[pd.DataFrame, dict[int, pd.DataFrame]]:
     """The loop PPO (chapter 06) and the critic-free methods (chapter 10) share: cfg.steps
     times, set the learning rate (`lr_at_iteration`: cfg.lr, cfg.lr_schedule, cfg.steps),
@@ -100,7 +100,8 @@ def rl_loop(policy, tokenizer, reference, reward_model, rm_tokenizer, train_ques
     metrics, one row per iteration (row 0: the starting policy), and the graded answers of
     every measurement by iteration. `live_plot(history)` is called after the first iteration,
     every measurement and the last iteration, and in between at most every
-    `plots.LIVE_PLOT_SECONDS` (`plots.redraw_due`).
+    `plots.LIVE_PLOT_SECONDS` (`plots.redraw_due`). `tick()`, if given, is called after
+    every iteration (`workers.side_by_side` counts them).
     """
     sampler = random.Random(cfg.seed)
     graded: dict[int, pd.DataFrame] = {}
@@ -132,6 +133,8 @@ def rl_loop(policy, tokenizer, reference, reward_model, rm_tokenizer, train_ques
         if live_plot is not None and redraw_due(drawn, final=measured):
             live_plot(pd.DataFrame(rows))
             drawn = time.perf_counter()
+        if tick is not None:
+            tick()
     return pd.DataFrame(rows), graded
 
 

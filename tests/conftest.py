@@ -1,12 +1,17 @@
 """Shared set-up of the unit tests. The repository's conftest.py keeps every test run
 (unit tests and notebooks alike) out of a learner's artifacts. One quick-mode pretraining run
-is shared by every test that needs a trained model."""
+is shared by every test that needs a trained model. Answers are sampled afresh every time
+(RLHF_LAB_ANSWER_CACHE=0), so that a test of reproducibility samples twice; the tests of the
+cache switch it on."""
+import os
+
 import pytest
 
 from rlhf_lab.pretraining import PretrainConfig
 
 
 def pytest_configure(config):
+    os.environ["RLHF_LAB_ANSWER_CACHE"] = "0"
     config.addinivalue_line("markers", "slow: launches processes or runs whole stages (tens of "
                             "seconds); part of `make test`, left out by -m 'not slow'")
 

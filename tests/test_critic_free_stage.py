@@ -1,6 +1,7 @@
 """Chapter 10's stages (critic_free_stage.py): the verifiable reward, where each method puts
 the KL, the clipped loss against PPO's, the settings' checks, and seeded quick-mode runs of
 GRPO and RLOO that must beat the SFT model on the gold score at bounded KL."""
+import pandas as pd
 import pytest
 import torch
 
@@ -108,7 +109,6 @@ def test_quick_run_raises_the_gold_score_over_sft_at_bounded_kl(reward_trained, 
     assert (folder / "metrics.csv").exists()
 
 
-
 def test_baseline_advantages_against_hand_values():
     from rlhf_lab.critic_free_stage import baseline_advantages
     # one question, k = 2 answers: 2 tokens and 1 token; rewards per token, score at the end
@@ -126,3 +126,33 @@ def test_baseline_advantages_against_hand_values():
     # GAE, gamma 1, lambda 0.5: answer 1: delta_1 = 1.0 - 0.4 = 0.6, delta_0 = -0.1 + 0.4 - 0.5
     # = -0.2, A_0 = -0.2 + 0.5 * 0.6 = 0.1; answer 2: delta_0 = 2.0 - 0.3 = 1.7
     assert got["value head, GAE (lambda 0.5)"] == pytest.approx([0.1, 0.6, 1.7, 0.0])
+
+
+def test_runs_side_by_side_give_the_numbers_of_a_run_alone_and_are_saved(reward_trained):
+    """Chapter 10's hard GRPO runs go side by side, one process each: each must end exactly
+    where it ends when run here on as many threads, and be saved and on the report card."""
+    from rlhf_lab import report_card
+    from rlhf_lab.critic_free_stage import run_critic_free, run_side_by_side
+    from rlhf_lab.workers import worker_threads
+
+    short = dict(quick=True, steps=2, eval_every=2, eval_questions=12, lr=1e-4)
+    runs = {"grpo_short_a": GRPOConfig.for_mode(**short),
+            "grpo_short_b": GRPOConfig.for_mode(reward="verifiable", **short)}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(worker_threads(2))
+    try:
+        alone = run_critic_free(runs["grpo_short_b"], save=False, progress=False,
+                                name="grpo_short_b")
+    finally:
+        torch.set_num_threads(threads)
+    both = run_side_by_side(runs, processes=2)
+    assert list(both) == list(runs)
+    drop = ["seconds"]
+    pd.testing.assert_frame_equal(both["grpo_short_b"].history.drop(columns=drop),
+                                  alone.history.drop(columns=drop))
+    pd.testing.assert_frame_equal(both["grpo_short_b"].after.answers, alone.after.answers)
+    assert not both["grpo_short_a"].after.answers.equals(alone.after.answers)
+    card = report_card.load_card().set_index("name")
+    for name, run in both.items():
+        assert (artifacts.require(name) / "metrics.csv").exists()
+        assert card.loc[name, "gold"] == pytest.approx(run.after.summary()["gold"])
