@@ -38,6 +38,9 @@ def main() -> None:
     from rlhf_lab.reward_model import RewardConfig, load_reward_model
     from rlhf_lab.workers import cpu_cores, planned_processes, worker_threads
 
+    # Both ways evaluate the same policies: the second must sample them again, not read the
+    # first's answers back (rlhf_lab/answer_cache.py). The workers inherit this.
+    os.environ["RLHF_LAB_ANSWER_CACHE"] = "0"
     full = artifacts.artifacts_dir().parent / "full" / "reward_model"
     if full.exists():
         os.environ["RLHF_LAB_QUICK"] = "0"

@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import json
 import os
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -116,11 +117,18 @@ def _read(key: str, n: int) -> tuple[list[str], list[float]] | None:
 
 
 def _write(key: str, answers: list[str], kl: list[float]) -> None:
+    """Store an entry; a folder that cannot be written (a full disk, read-only artifacts)
+    costs only the saving, never the evaluation: a warning says so."""
     path = _path(key)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"answers": answers, "kl": kl}))     # NaN is written as NaN
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps({"answers": answers, "kl": kl}))     # NaN is written as NaN
+        os.replace(tmp, path)
+    except OSError as error:
+        warnings.warn(f"Could not keep sampled answers in {path.parent} ({error}); they will "
+                      "be sampled again next time. Free space there, or set "
+                      "RLHF_LAB_ANSWER_CACHE=0.", stacklevel=3)
 
 
 def cached_answers(key: str, n: int, sample: Callable[[], tuple[list[str], list[float]]]

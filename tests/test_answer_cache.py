@@ -142,3 +142,15 @@ def test_an_evaluation_after_a_curve_point_reuses_its_answers(models, cache_on, 
     first = ev.answers[ev.answers["sample"] == 0]
     assert first["answer"].tolist() == point["answer"].tolist()
     assert first["kl"].tolist() == point["kl"].tolist()
+
+
+def test_a_folder_that_cannot_be_written_costs_the_saving_not_the_answers(models, cache_on,
+                                                                          tmp_path):
+    policy, _, tokenizer = models
+    (tmp_path / "full").write_text("a file where the mode's folder should be")
+    (tmp_path / "quick").write_text("a file where the mode's folder should be")
+    with pytest.warns(UserWarning, match="Could not keep sampled answers"):
+        first = sample_answers(policy, tokenizer, QUESTIONS, SEEDS[0], max_new_tokens=8)
+    with answer_cache.disabled():
+        assert same(sample_answers(policy, tokenizer, QUESTIONS, SEEDS[0], max_new_tokens=8),
+                    first)
