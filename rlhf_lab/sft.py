@@ -19,7 +19,6 @@ from .config import DATA_DIR, Settings, seed_everything, setting
 from .evaluation import Evaluation, evaluate_model
 from .scripted import DEMO_ADMISSIONS, admission_demonstrations, mix_in_admissions
 from .training import IGNORE, LMData, pad_rows, split_heldout, train_lm
-from .workers import side_by_side
 from .world import World, format_prompt
 
 DEMONSTRATIONS = DATA_DIR / "sft" / "demonstrations.jsonl"
@@ -106,8 +105,7 @@ class SFTResult:
 def run_sft(cfg: SFTConfig | None = None, save: bool = True, live_plot=None,
             build_missing: bool = False, start_from=None, demonstrations: list[dict] | None = None,
             name: str = "sft", notebook: str = "02_sft",
-            setting: str = "SFT on the demonstrations", progress: bool = True,
-            tick=None) -> SFTResult:
+            setting: str = "SFT on the demonstrations", progress: bool = True) -> SFTResult:
     """Load the pretrained model, fine-tune it, measure both with the report card's
     evaluation (KL from the new SFT model), save it as 'sft' and put 'pretrained' and 'sft'
     on the report card. `build_missing` builds a missing pretrained model first, in quick mode. `start_from`: a
@@ -115,7 +113,7 @@ def run_sft(cfg: SFTConfig | None = None, save: bool = True, live_plot=None,
     LM; the command line's `python -m rlhf_lab sft --model`). `demonstrations`: other
     demonstrations than the shipped file's (chapter 11); the model is then saved and put on
     the report card as `name` (by `notebook`, with `setting`), and 'pretrained' is not
-    recorded again. `tick()`, if given, is called after every training step."""
+    recorded again."""
     cfg = cfg or SFTConfig.for_mode()
     seed_everything(cfg.seed)
     model, tokenizer = (load_causal_lm(start_from) if start_from else
@@ -126,51 +124,17 @@ def run_sft(cfg: SFTConfig | None = None, save: bool = True, live_plot=None,
     max_tokens = min(cfg.max_tokens, context_length(model))
     train = sft_data(tokenizer, train_demos, max_tokens)
     val = sft_data(tokenizer, val_demos, max_tokens)
-    history = train_lm(model, train, val, cfg, live_plot=live_plot, desc="fine-tuning",
-                       progress=progress, tick=tick)
+    history = train_lm(model, train, val, cfg, live_plot=live_plot, desc="fine-tuning")
     before = None if demonstrations is not None else evaluate_model(
         pretrained, tokenizer, "pretrained", reference=model, progress=progress)
     after = evaluate_model(model, tokenizer, name, reference=model, progress=progress)
-    result = SFTResult(cfg, model, tokenizer, history, before, after)
     if save:
-        save_sft(result, name, len(demos), notebook, setting)
-    return result
-
-
-def save_sft(result: SFTResult, name: str, demonstrations: int, notebook: str,
-             setting: str) -> None:
-    """Save an SFT model as artifact `name` and put it on the report card (with the
-    pretrained model, when it was measured too)."""
-    before, after = result.before, result.after
-    artifacts.save_model(result.model, result.tokenizer, name, {
-        "config": result.cfg.__dict__, "demonstrations": demonstrations,
-        "gold_total_before": before.summary()["gold"] if before else None,
-        "gold_total_after": after.summary()["gold"]})
-    if before is not None:
-        report_card.record(before, notebook="02_sft", setting="chapter 01's pretrained model")
-    report_card.record(after, notebook=notebook, setting=setting)
-
-
-def _unsaved_sft(cfg: SFTConfig, demonstrations: list[dict], name: str, tick=None) -> SFTResult:
-    return run_sft(cfg, save=False, demonstrations=demonstrations, name=name, progress=False,
-                   tick=tick)
-
-
-def run_sft_side_by_side(variants: dict[str, tuple[list[dict], str]], cfg: SFTConfig | None = None,
-                         notebook: str = "11_exploration", save: bool = True,
-                         processes: int | None = None) -> dict[str, SFTResult]:
-    """SFT on several sets of demonstrations, {name: (demonstrations, setting)}, side by
-    side, one process each on a CPU (`workers.side_by_side`): chapter 11's models without
-    and with a few admissions. Each run seeds itself, so it gives the numbers `run_sft`
-    gives for it here on as many threads. The models are saved and recorded here, one after
-    the other (`save_sft`), so no two processes write the report card at once."""
-    cfg = cfg or SFTConfig.for_mode()
-    done = side_by_side(_unsaved_sft, [(cfg, demos, name) for name, (demos, _) in variants.items()],
-                        steps_per_job=cfg.max_steps, desc=f"{len(variants)} SFT runs, side by side",
-                        processes=processes)
-    results = dict(zip(variants, done))
-    if save:
-        for name, result in results.items():
-            demos, setting = variants[name]
-            save_sft(result, name, len(demos), notebook, setting)
-    return results
+        artifacts.save_model(model, tokenizer, name, {
+            "config": cfg.__dict__, "demonstrations": len(demos),
+            "gold_total_before": before.summary()["gold"] if before else None,
+            "gold_total_after": after.summary()["gold"]})
+        if before is not None:
+            report_card.record(before, notebook="02_sft",
+                               setting="chapter 01's pretrained model")
+        report_card.record(after, notebook=notebook, setting=setting)
+    return SFTResult(cfg, model, tokenizer, history, before, after)

@@ -164,24 +164,20 @@ def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, los
 
 
 def train_lm(model: torch.nn.Module, train: LMData, val: LMData, cfg, *,
-             live_plot=None, desc: str = "training", progress: bool = True,
-             tick=None) -> pd.DataFrame:
+             live_plot=None, desc: str = "training") -> pd.DataFrame:
     """Train `model` on `train` for cfg.max_steps steps; return the loss history.
 
     Every cfg.eval_every steps (and at the end) one row is added to the history: the mean
     training loss since the last row, the held-out loss on `val`, and the learning rate.
     `live_plot`, if given, is called with the history so far after the first and the last
     evaluation, and in between at most every `plots.LIVE_PLOT_SECONDS` (`plots.redraw_due`).
-    `progress` shows a bar; `tick()`, if given, is called after every step
-    (`workers.side_by_side` counts them).
     """
     device = next(model.parameters()).device
     optimizer = make_optimizer(model, cfg)
     generator = torch.Generator().manual_seed(cfg.seed)
     history, running, n_running = [], 0.0, 0
     model.train()
-    bar = tqdm(range(cfg.max_steps), desc=desc,
-               disable=not (progress and distributed.is_main_process()))
+    bar = tqdm(range(cfg.max_steps), desc=desc, disable=not distributed.is_main_process())
     drawn = None                                   # when the live figure was last redrawn
     for step in bar:
         lr = lr_at(step, cfg)
@@ -203,7 +199,5 @@ def train_lm(model: torch.nn.Module, train: LMData, val: LMData, cfg, *,
             if live_plot is not None and redraw_due(drawn, final=last):
                 live_plot(pd.DataFrame(history))
                 drawn = time.perf_counter()
-        if tick is not None:
-            tick()
     model.eval()
     return pd.DataFrame(history)

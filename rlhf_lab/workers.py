@@ -1,6 +1,7 @@
 """Independent runs side by side, one process each, so that a tiny model keeps every core busy.
 
-Used by chapter 09 (`iterate.run_seeds`: its three seeds). A model of a million parameters
+Used by chapter 09 (`iterate.run_seeds`: its three seeds) and chapter 10
+(`critic_free_stage.run_side_by_side`: its three hard GRPO runs). A model of a million parameters
 is too small to keep two CPU cores busy from one process: on the course's 2-core machine one
 PPO optimiser step (minibatch 16) runs only about 1.4 times faster on two threads than on
 one, and sampling an answer token hardly faster at all, because each step is many small
@@ -37,18 +38,28 @@ def cpu_cores() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+def core_budget() -> int:
+    """The cores this process may keep busy: `cpu_cores()`, or fewer where torch was told to
+    use fewer threads (`make test` gives each of its two pytest processes half the cores)."""
+    import torch
+
+    return max(1, min(cpu_cores(), torch.get_num_threads()))
+
+
 def planned_processes(jobs: int) -> int:
     """How many processes `side_by_side` starts for `jobs` jobs: one per job (at most two per
-    core) on a CPU; 1 on a GPU (one device, which one process already keeps busy) or for a
+    core of `core_budget()`) on a CPU; 1 on a GPU (one device, which one process already
+    keeps busy), on a budget of one core (processes would only take turns on it) or for a
     single job. Three jobs on two cores get three processes sharing the cores, not two and
     then one: the last job would otherwise run alone while a core idles (measured on
     bench/seeds_side_by_side.py's experiment, 2 cores: 218 s with three processes, 282 s with
     two, 269 s one after the other in one process)."""
     from .config import get_device
 
-    if jobs <= 1 or get_device().type != "cpu":
+    cores = core_budget()
+    if jobs <= 1 or cores == 1 or get_device().type != "cpu":
         return 1
-    return min(jobs, 2 * cpu_cores())
+    return min(jobs, 2 * cores)
 
 
 def _start_worker(threads: int) -> None:
@@ -111,9 +122,9 @@ def _run_job(fn: Callable, job: tuple, ticks) -> Any:
 
 
 def worker_threads(processes: int) -> int:
-    """The torch threads of each of `processes` worker processes: an equal share of the
-    cores, at least one."""
-    return max(1, cpu_cores() // processes)
+    """The torch threads of each of `processes` worker processes: an equal share of
+    `core_budget()`, at least one."""
+    return max(1, core_budget() // processes)
 
 
 def side_by_side(fn: Callable, jobs: Sequence[tuple], *, steps_per_job: int = 1,

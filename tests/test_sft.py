@@ -83,35 +83,3 @@ def test_sft_raises_the_gold_score_on_heldout_questions(sft_trained):
     gain = paired_difference(after, before)
     assert gain["low"] > 0.1, gain                  # larger than the evaluation's noise
     assert after.summary()["correct"] > before.summary()["correct"]
-
-
-def test_sft_runs_side_by_side_give_the_numbers_of_a_run_alone_and_are_saved(pretrained):
-    """Chapter 11 trains its two SFT models side by side, one process each: each must end
-    exactly where it ends when trained here on as many threads, and be saved and recorded."""
-    import pandas as pd
-    import torch
-
-    from rlhf_lab import report_card
-    from rlhf_lab.sft import run_sft, run_sft_side_by_side
-    from rlhf_lab.workers import worker_threads
-
-    cfg = SFTConfig.for_mode(quick=True, max_steps=20, eval_every=10)
-    variants = {"sft_short_none": (demonstrations_with_admissions(0), "none"),
-                "sft_short_few": (demonstrations_with_admissions(DEMO_ADMISSIONS // 10), "few")}
-    threads = torch.get_num_threads()
-    torch.set_num_threads(worker_threads(2))
-    try:
-        alone = run_sft(cfg, save=False, demonstrations=variants["sft_short_few"][0],
-                        name="sft_short_few", progress=False)
-    finally:
-        torch.set_num_threads(threads)
-    both = run_sft_side_by_side(variants, cfg, notebook="11_exploration", processes=2)
-    assert list(both) == list(variants)
-    pd.testing.assert_frame_equal(both["sft_short_few"].history, alone.history)
-    pd.testing.assert_frame_equal(both["sft_short_few"].after.answers, alone.after.answers)
-    assert not both["sft_short_none"].history.equals(alone.history)
-    card = report_card.load_card().set_index("name")
-    for name, run in both.items():
-        assert artifacts.exists(name)
-        assert card.loc[name, "setting"] == variants[name][1]
-        assert card.loc[name, "gold"] == pytest.approx(run.after.summary()["gold"])

@@ -3,7 +3,7 @@ the jobs, the same numbers as a run in this process, a failing job named, bad in
 import pytest
 import torch
 
-from rlhf_lab.workers import cpu_cores, planned_processes, side_by_side
+from rlhf_lab.workers import core_budget, cpu_cores, planned_processes, side_by_side, worker_threads
 
 
 def fit_line(seed: int, steps: int, tick) -> tuple[list[float], int]:
@@ -47,10 +47,21 @@ def test_a_failing_job_raises_its_own_error_here():
 
 
 def test_processes_are_planned_per_job_and_a_bad_count_is_refused(monkeypatch):
+    import torch
+
     monkeypatch.setenv("RLHF_LAB_DEVICE", "cpu")
-    assert planned_processes(1) == 1
-    assert planned_processes(3) == min(3, 2 * cpu_cores())      # 3 on 2 cores: none waits
-    assert planned_processes(10**6) == 2 * cpu_cores()
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        cores = min(2, cpu_cores())
+        assert core_budget() == cores
+        assert planned_processes(1) == 1
+        assert planned_processes(3) == (1 if cores == 1 else 3)    # 3 on 2 cores: none waits
+        assert planned_processes(10**6) == (1 if cores == 1 else 2 * cores)
+        torch.set_num_threads(1)                  # told to use one core (make test's halves)
+        assert core_budget() == 1 and planned_processes(3) == 1 and worker_threads(3) == 1
+    finally:
+        torch.set_num_threads(threads)
     monkeypatch.setenv("RLHF_LAB_DEVICE", "cuda")
     assert planned_processes(3) == 1                  # one GPU: one process keeps it busy
     with pytest.raises(ValueError, match="choose 1 or more"):
