@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from bench_mode import full_mode_if_built   # bench/ is on the path when run
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -35,10 +36,7 @@ def main() -> None:
                                      samples_per_question)
     from rlhf_lab.reward_model import load_reward_model
 
-    full = artifacts.artifacts_dir().parent / "full" / "reward_model"
-    os.environ["RLHF_LAB_QUICK"] = "0" if full.exists() else "1"
-    if not full.exists():
-        print("No full-mode 'reward_model' artifact: building the quick-mode ones.")
+    full = full_mode_if_built("reward_model")
     sft, tokenizer = artifacts.load_model("sft", build_if_missing=True)
     reference, _ = artifacts.load_model("sft")
     reward_model, rm_tokenizer = load_reward_model(build_if_missing=True)
@@ -81,7 +79,7 @@ def main() -> None:
     shutil.rmtree(scratch, ignore_errors=True)
     n, k = answers["off"].question.nunique(), answers["off"]["sample"].nunique()
     table = pd.DataFrame([{
-        "mode": "quick" if os.environ["RLHF_LAB_QUICK"] == "1" else "full",
+        "mode": "full" if full else "quick",
         "questions": n, "seeds": k,
         "sampled_s": round(min(times["off"]), 2),
         "sampled_and_stored_s": round(min(times["empty"]), 2),

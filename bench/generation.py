@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import os
 import statistics
 import time
 from pathlib import Path
 
 import pandas as pd
 import torch
+from bench_mode import full_mode_if_built
 from pretrain_throughput import matmul_flops, sync   # bench/ is on the path when run
 
 RESULTS = Path(__file__).parent / "results"
@@ -79,12 +79,7 @@ def main() -> None:
     from rlhf_lab.generation import sample
     from rlhf_lab.world import World, format_prompt
 
-    full = artifacts.artifacts_dir().parent / "full" / "sft"
-    if full.exists():
-        os.environ["RLHF_LAB_QUICK"] = "0"
-    else:
-        print("No full-mode 'sft' artifact: building the quick-mode one.")
-        os.environ["RLHF_LAB_QUICK"] = "1"
+    full_mode_if_built("sft")
     model, tokenizer = artifacts.load_model("sft", build_if_missing=True)
     model.eval()
     device = next(model.parameters()).device

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from bench_mode import full_mode_if_built   # bench/ is on the path when run
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -41,12 +42,7 @@ def main() -> None:
     # Both ways evaluate the same policies: the second must sample them again, not read the
     # first's answers back (rlhf_lab/answer_cache.py). The workers inherit this.
     os.environ["RLHF_LAB_ANSWER_CACHE"] = "0"
-    full = artifacts.artifacts_dir().parent / "full" / "reward_model"
-    if full.exists():
-        os.environ["RLHF_LAB_QUICK"] = "0"
-    else:
-        print("No full-mode 'reward_model' artifact: building the quick-mode ones.")
-        os.environ["RLHF_LAB_QUICK"] = "1"
+    full_mode_if_built("reward_model")
     sft, tokenizer = artifacts.load_model("sft", build_if_missing=True)
     reward_model, rm_tokenizer = load_reward_model(build_if_missing=True)
     records, _ = training_ratings(RewardConfig.for_mode())
