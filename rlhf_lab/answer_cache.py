@@ -20,6 +20,7 @@ time (the unit tests do, so that a test of reproducibility samples twice).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -79,9 +80,11 @@ def tokenizer_digest(tokenizer) -> str:
     return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()
 
 
+@functools.lru_cache(maxsize=None)
 def source_digest(*files: str | Path) -> str:
     """SHA-256 of the source files whose code decides the answers: `generation` and `kl`
-    always, and the caller's own `files`."""
+    always, and the caller's own `files`. Read once per process: the code that runs is the
+    code that was imported."""
     from . import generation, kl
     h = hashlib.sha256()
     for file in (generation.__file__, kl.__file__, *files):
