@@ -5,6 +5,10 @@ rating widget (buttons, Undo and the Keys box), then read the ratings file back.
 Marker `browser`: needs Debian's Chromium (`make browser`); skipped, saying so, without it.
 The server runs on copies of the notebooks, in quick mode, with artifacts and ratings in
 temporary folders: a learner's notebooks, artifacts and data/feedback/ are never touched.
+In the copy of chapter 01, pretraining stops after PRETRAIN_STEPS steps (quick mode: 600):
+this test is about the lab, the plot and the widget, not the model, and enough steps remain
+for the plot to redraw several times. The notebooks' own run (`pytest notebooks`) and the
+unit tests train the quick model in full.
 Screenshots go to tests/output/lab/ (git-ignored).
 """
 from __future__ import annotations
@@ -30,6 +34,9 @@ from rlhf_lab.config import DATA_DIR, PROJECT_ROOT
 pytestmark = pytest.mark.browser
 
 NOTEBOOKS = ["01_pretraining", "03_human_feedback"]
+PRETRAIN_STEPS = 300       # redraws at most every 5 s (plots.LIVE_PLOT_SECONDS): 5 or more here
+SHORTER = {"01_pretraining": ("cfg = PretrainConfig.for_mode()",
+                              f"cfg = PretrainConfig.for_mode(max_steps={PRETRAIN_STEPS})")}
 SETTINGS = {   # JupyterLab user settings for the test server: no news, no update checks,
     # and every cell in the page (the default attaches cells out of view lazily)
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings":
@@ -72,6 +79,11 @@ def lab(tmp_path):
         for cell in nb.cells:
             if cell.cell_type == "code":
                 cell.outputs, cell.execution_count = [], None
+        if name in SHORTER:
+            old, new = SHORTER[name]
+            cells = [c for c in nb.cells if c.cell_type == "code" and old in c.source]
+            assert len(cells) == 1, f"{name}: expected one code cell with {old!r}"
+            cells[0].source = cells[0].source.replace(old, new)
         nbformat.write(nb, notebooks / f"{name}.ipynb")
     settings = tmp_path / "lab-settings"
     for path, values in SETTINGS.items():
