@@ -64,7 +64,7 @@ def main() -> None:
     def one_render() -> None:
         fig = live.draw(rows)
         png = plots.png_bytes(fig)
-        (plots.figures_dir() / "bench_curves.png").write_bytes(png)
+        plots.figure_path("bench_curves").write_bytes(png)
         plt.close(fig)
 
     def draw_only() -> None:

@@ -20,9 +20,14 @@ def figures_dir() -> Path:
     return path
 
 
+def figure_path(name: str) -> Path:
+    """artifacts/<mode>/figures/<name>.png, where every saved figure goes."""
+    return figures_dir() / f"{name}.png"
+
+
 def save_figure(fig: plt.Figure, name: str) -> Path:
     """Save `fig` as artifacts/<mode>/figures/<name>.png and return the path."""
-    path = figures_dir() / f"{name}.png"
+    path = figure_path(name)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     return path
 
@@ -104,5 +109,5 @@ class LivePlot:
             else:
                 self.handle.update(picture)
         if self.name:
-            (figures_dir() / f"{self.name}.png").write_bytes(png)
+            figure_path(self.name).write_bytes(png)
         plt.close(self.fig)

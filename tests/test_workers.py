@@ -47,8 +47,6 @@ def test_a_failing_job_raises_its_own_error_here():
 
 
 def test_processes_are_planned_per_job_and_a_bad_count_is_refused(monkeypatch):
-    import torch
-
     monkeypatch.setenv("RLHF_LAB_DEVICE", "cpu")
     threads = torch.get_num_threads()
     try:
