@@ -111,7 +111,8 @@ class SettingsError(ValueError):
 def setting(default: Any, help: str, range: tuple | None = None,
             choices: tuple | None = None, quick: Any = None) -> Any:
     """Declare a settings field: its default (full mode), help text, valid range or
-    choices, and the smaller value quick mode uses instead (None: same in both modes)."""
+    choices, and the value quick mode uses instead (None: same in both modes): a smaller size
+    or budget, or, for a smaller model trained for fewer steps, a larger learning rate."""
     meta = {"help": help, "range": range, "choices": choices, "quick": quick}
     return field(default=default, metadata=meta)
 

@@ -46,8 +46,8 @@ class PretrainConfig(Settings):
     block_size: int = setting(128, "context length in tokens", range=(16, 4096), quick=64)
     dropout: float = setting(0.0, "dropout probability", range=(0.0, 0.9))
     batch_size: int = setting(32, "sequences per optimiser step", range=(1, 4096))
-    max_steps: int = setting(1200, "optimiser steps", range=(1, 10**7), quick=600)
-    lr: float = setting(3e-3, "peak learning rate of AdamW", range=(1e-6, 1.0))
+    max_steps: int = setting(1200, "optimiser steps", range=(1, 10**7), quick=400)
+    lr: float = setting(3e-3, "peak learning rate of AdamW", range=(1e-6, 1.0), quick=1e-2)
     min_lr_ratio: float = setting(0.1, "final learning rate as a fraction of the peak",
                                   range=(0.0, 1.0))
     warmup_steps: int = setting(100, "steps of linear warm-up", range=(0, 10**6), quick=15)

@@ -30,8 +30,8 @@ class SFTConfig(Settings):
 
     seed: int = setting(0, "random seed for the whole stage", range=(0, 2**31 - 1))
     batch_size: int = setting(32, "demonstrations per optimiser step", range=(1, 4096))
-    max_steps: int = setting(500, "optimiser steps", range=(1, 10**7), quick=150)
-    lr: float = setting(1e-3, "peak learning rate of AdamW", range=(1e-6, 1.0))
+    max_steps: int = setting(500, "optimiser steps", range=(1, 10**7), quick=100)
+    lr: float = setting(1e-3, "peak learning rate of AdamW", range=(1e-6, 1.0), quick=2e-3)
     min_lr_ratio: float = setting(0.1, "final learning rate as a fraction of the peak",
                                   range=(0.0, 1.0))
     warmup_steps: int = setting(30, "steps of linear warm-up", range=(0, 10**6), quick=10)

@@ -5,7 +5,7 @@ rating widget (buttons, Undo and the Keys box), then read the ratings file back.
 Marker `browser`: needs Debian's Chromium (`make browser`); skipped, saying so, without it.
 The server runs on copies of the notebooks, in quick mode, with artifacts and ratings in
 temporary folders: a learner's notebooks, artifacts and data/feedback/ are never touched.
-In the copy of chapter 01, pretraining stops after PRETRAIN_STEPS steps (quick mode: 600)
+In the copy of chapter 01, pretraining stops after PRETRAIN_STEPS steps (quick mode: 400)
 and the live plot redraws at every held-out evaluation (every 25 steps) instead of at most
 every 5 s, so it redraws the same number of times on a fast machine as on a slow one: this
 test is about the lab, the plot and the widget, not the model. The notebooks' own run
