@@ -88,9 +88,10 @@ class RewardConfig(Settings):
     heldout_fraction: float = setting(0.15, "share of ratings kept out of training to measure "
                                       "accuracy", range=(0.05, 0.5))
     batch_size: int = setting(32, "rated pairs per optimiser step", range=(1, 4096))
-    max_steps: int = setting(250, "optimiser steps", range=(1, 10**7), quick=120)
+    max_steps: int = setting(250, "optimiser steps", range=(1, 10**7), quick=60)
     lr: float = setting(1e-4, "peak learning rate of AdamW (lower than SFT's: a new head on "
-                        "a trained body, and few ratings to overfit)", range=(1e-6, 1.0))
+                        "a trained body, and few ratings to overfit)", range=(1e-6, 1.0),
+                        quick=2e-4)
     min_lr_ratio: float = setting(0.1, "final learning rate as a fraction of the peak",
                                   range=(0.0, 1.0))
     warmup_steps: int = setting(20, "steps of linear warm-up", range=(0, 10**6), quick=10)
