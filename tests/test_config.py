@@ -28,7 +28,7 @@ def test_modes_use_separate_artifact_folders(monkeypatch, tmp_path):
 def test_quick_values_shrink_the_model_and_the_budget():
     """Quick mode trains a smaller model for fewer steps; the smaller model takes a larger
     learning rate (quick pretraining: 400 steps at 1e-2 reach a lower held-out loss than
-    600 at full mode's 3e-3, in two thirds of the time). Everything else is full mode's."""
+    600 at full mode's 3e-3, in two thirds of the time); the batch stays full mode's."""
     quick, full = PretrainConfig.for_mode(quick=True), PretrainConfig.for_mode(quick=False)
     assert quick.n_embd < full.n_embd and quick.max_steps < full.max_steps
     assert quick.lr > full.lr and quick.batch_size == full.batch_size
