@@ -10,6 +10,9 @@ the requirement is the same range as in pyproject.toml.
 - Otherwise (a CPU-only Linux or Windows machine):
   1. a CPU wheel already on this machine (pip's configured --find-links), no download;
   2. else PyTorch's own CPU index, the standard way to get the small CPU build.
+
+Options given to this script (`make install` gives `--no-compile`) are passed on to every
+pip install it runs.
 """
 from __future__ import annotations
 
@@ -25,8 +28,11 @@ REQUIREMENT = "torch>=2.4"
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
 
+PIP_OPTIONS: list[str] = []   # set from this script's arguments in main()
+
+
 def pip(*args: str) -> bool:
-    cmd = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", *args]
+    cmd = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", *PIP_OPTIONS, *args]
     print("+", " ".join(cmd[2:]), flush=True)
     return subprocess.call(cmd) == 0
 
@@ -49,7 +55,8 @@ def has_nvidia_gpu() -> bool:
                                          stderr=subprocess.DEVNULL) == 0
 
 
-def main() -> int:
+def main(pip_options: list[str]) -> int:
+    PIP_OPTIONS[:] = pip_options
     if torch_in_range():
         print("torch is already installed and recent enough.")
         return 0
@@ -68,4 +75,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
