@@ -45,6 +45,9 @@ lab: install
 CHROMIUM ?= /usr/bin/chromium
 SUDO      = $(if $(filter 0,$(shell id -u 2>/dev/null)),,sudo)
 
+# Nobody watches a headless run: RLHF_LAB_LIVE_PLOTS=0 draws each live training figure once,
+# when its loop ends (rlhf_lab/plots.py), the picture a live run ends with; the JupyterLab
+# browser test checks the redraws a learner sees.
 # The unit tests and the notebooks run as two pytest processes side by side, each on half
 # the cores (torch on more threads than cores slows both twentyfold). The unit tests end
 # first; a file that exists while they run tells each notebook's kernel how many threads it
@@ -66,7 +69,7 @@ test-units: install
 	$(PYTEST) tests; status=$$?; rm -f $(UNITS_RUNNING); exit $$status
 
 test-notebooks: install
-	RLHF_LAB_UNITS_RUNNING=$(UNITS_RUNNING) $(PYTEST) notebooks
+	RLHF_LAB_LIVE_PLOTS=0 RLHF_LAB_UNITS_RUNNING=$(UNITS_RUNNING) $(PYTEST) notebooks
 
 browser:
 	@if test -x $(CHROMIUM); then echo "Chromium is installed: $(CHROMIUM)"; else \
@@ -77,7 +80,7 @@ browser:
 course: install
 	@for nb in notebooks/[0-9][0-9]_*.ipynb; do \
 	  echo "== $$nb"; \
-	  RLHF_LAB_QUICK=0 $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+	  RLHF_LAB_QUICK=0 RLHF_LAB_LIVE_PLOTS=0 $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 	    --ExecutePreprocessor.timeout=1800 --ExecutePreprocessor.store_widget_state=True "$$nb" || exit 1; \
 	  $(PY) scripts/finish_progress_bars.py "$$nb"; \
 	done

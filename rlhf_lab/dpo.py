@@ -33,6 +33,7 @@ from .causal_lm import check_model, context_length, load_causal_lm
 from .config import Settings, seed_everything, setting
 from .evaluation import Evaluation, evaluate_model
 from .kl import token_logprobs
+from .plots import redraw_due
 from .preferences import preference_split, training_ratings
 from .reward_model import RewardConfig, load_reward_model, preference_loss
 from .sft import sft_data
@@ -220,7 +221,8 @@ def train_dpo(policy, reference, tokenizer, train_pairs: pd.DataFrame,
     end: step, lr, train_loss and train_accuracy (means since the last row), and on the
     held-out pairs val_loss, val_accuracy, chosen_reward, rejected_reward and margin (means).
     A NaN or infinite loss raises TrainingDiverged with advice. `live_plot(history)` is
-    called at every row. Under `accelerate launch`, each process takes its share of a batch.
+    called at every row (only at the last where live plots are off: `plots.redraw_due`).
+    Under `accelerate launch`, each process takes its share of a batch.
     """
     device = next(policy.parameters()).device
     max_tokens = min(cfg.max_tokens, context_length(policy))
@@ -241,7 +243,7 @@ def train_dpo(policy, reference, tokenizer, train_pairs: pd.DataFrame,
                         "val_accuracy": val_metrics.pop("accuracy"), **val_metrics})
         losses.clear()
         accuracies.clear()
-        if live_plot is not None:
+        if live_plot is not None and redraw_due(final=step == cfg.max_steps, measured=True):
             live_plot(pd.DataFrame(history))
 
     measure(0, 0.0)

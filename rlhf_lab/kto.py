@@ -37,6 +37,7 @@ from .dpo import (
     trimmed_batch,
 )
 from .evaluation import Evaluation, evaluate_model
+from .plots import redraw_due
 from .reward_model import load_reward_model
 from .training import LMData, lr_at, make_optimizer, optimizer_step
 
@@ -170,7 +171,7 @@ def train_kto(policy, reference, tokenizer, train_thumbs: pd.DataFrame,
                         "val_loss": metrics.pop("loss"),
                         "val_accuracy": metrics.pop("accuracy"), **metrics})
         losses.clear()
-        if live_plot is not None:
+        if live_plot is not None and redraw_due(final=step == cfg.max_steps, measured=True):
             live_plot(pd.DataFrame(history))
 
     measure(0, 0.0)

@@ -5,6 +5,7 @@ Taught in notebooks/01_pretraining.ipynb; every training chapter uses `LivePlot`
 from __future__ import annotations
 
 import io
+import os
 import time
 from pathlib import Path
 
@@ -43,13 +44,31 @@ def png_bytes(fig: plt.Figure) -> bytes:
 LIVE_PLOT_SECONDS = 5.0   # the least time between two redraws of a live figure in a loop
 
 
-def redraw_due(last_drawn: float | None, final: bool = False) -> bool:
-    """Whether a training loop should redraw its live figure now: on its first call, on a
-    final one (the end, or a measurement the loop wants seen at once), and otherwise once
+def live_plots() -> bool:
+    """Whether live figures redraw while a loop runs (RLHF_LAB_LIVE_PLOTS=1, the default) or
+    are drawn once, at the end of the loop (RLHF_LAB_LIVE_PLOTS=0). Runs nobody watches set 0:
+    `make test` and `make course` execute the notebooks headless, where a redraw is only
+    replaced by the next one, and the last picture, the one a notebook keeps, is the same."""
+    value = os.environ.get("RLHF_LAB_LIVE_PLOTS", "1")
+    if value not in ("0", "1"):
+        raise ValueError(f"RLHF_LAB_LIVE_PLOTS={value!r}: use 1 (live figures redraw while "
+                         "training) or 0 (each is drawn once, when its loop ends).")
+    return value == "1"
+
+
+def redraw_due(last_drawn: float | None = None, final: bool = False,
+               measured: bool = False) -> bool:
+    """Whether a training loop should redraw its live figure now: on the loop's last call
+    (`final`) always; while it runs, only if `live_plots()`, and then on the first call, on a
+    measurement the loop wants seen at once (`measured`), and otherwise once
     LIVE_PLOT_SECONDS have passed since the last redraw (`last_drawn`, time.perf_counter()).
     A redraw costs about half a second (bench/live_plot.py: 0.54 s for chapter 06's four
     panels), against 2 to 4 s for a full-mode PPO iteration on a 2-core CPU."""
-    return final or last_drawn is None or time.perf_counter() - last_drawn >= LIVE_PLOT_SECONDS
+    if final:
+        return True
+    if not live_plots():
+        return False
+    return measured or last_drawn is None or time.perf_counter() - last_drawn >= LIVE_PLOT_SECONDS
 
 
 def _in_notebook() -> bool:

@@ -64,7 +64,7 @@ def train_ppo(policy, value_head: ValueHead, reference, reward_model, rm_tokeniz
     the metrics of `ppo_iteration` (score, kl, kl_coef, entropy, clipfrac, approx_kl, ...),
     seconds, and the held-out measurements of `rl_loop` (gold, gold_low, gold_high,
     heldout_reward, heldout_kl) every cfg.eval_every iterations and at the end.
-    `live_plot(history)` is called after every iteration. `offpolicy`: an object whose
+    `live_plot(history)` is called as `rl_loop` says. `offpolicy`: an object whose
     `mix(batch)` returns the batch and {row: answer} to put answers the policy did not
     write in every rollout (chapter 11's `exploration.OffPolicyAnswers`).
     """
@@ -100,8 +100,9 @@ def rl_loop(policy, tokenizer, reference, reward_model, rm_tokenizer, train_ques
     metrics, one row per iteration (row 0: the starting policy), and the graded answers of
     every measurement by iteration. `live_plot(history)` is called after the first iteration,
     every measurement and the last iteration, and in between at most every
-    `plots.LIVE_PLOT_SECONDS` (`plots.redraw_due`). `tick()`, if given, is called after
-    every iteration (`workers.side_by_side` counts them).
+    `plots.LIVE_PLOT_SECONDS`; only after the last where live plots are off
+    (`plots.redraw_due`). `tick()`, if given, is called after every iteration
+    (`workers.side_by_side` counts them).
     """
     sampler = random.Random(cfg.seed)
     graded: dict[int, pd.DataFrame] = {}
@@ -130,7 +131,8 @@ def rl_loop(policy, tokenizer, reference, reward_model, rm_tokenizer, train_ques
         if measured:
             measure(row)
         rows.append(row)
-        if live_plot is not None and redraw_due(drawn, final=measured):
+        if live_plot is not None and redraw_due(drawn, final=i + 1 == cfg.steps,
+                                                measured=measured):
             live_plot(pd.DataFrame(rows))
             drawn = time.perf_counter()
         if tick is not None:

@@ -28,6 +28,7 @@ from .causal_lm import check_model, context_length, load_causal_lm
 from .config import Settings, get_device, seed_everything, setting
 from .generation import generate
 from .model import position_ids
+from .plots import redraw_due
 from .preferences import (
     SAMPLE_FILE,
     SAMPLE_TEMPERATURE,
@@ -281,7 +282,8 @@ def train_reward_model(model, tokenizer, train_examples: pd.DataFrame, val_examp
     Each step scores both answers of cfg.batch_size random pairs (a seeded generator picks
     them) in one batch. Every cfg.eval_every steps (and at the end) one history row is added:
     step, mean train_loss and train_accuracy since the last row, val_loss and val_accuracy
-    on `val_examples`, and lr. `live_plot`, if given, is called with the history so far;
+    on `val_examples`, and lr. `live_plot`, if given, is called with the history so far at
+    each row (only at the last where live plots are off: `plots.redraw_due`);
     `progress` shows a progress bar.
     Under `accelerate launch`, each process scores its share of the pairs (distributed.py).
     """
@@ -316,7 +318,8 @@ def train_reward_model(model, tokenizer, train_examples: pd.DataFrame, val_examp
             losses, accuracies = [], []
             bar.set_postfix(loss=f"{history[-1]['val_loss']:.3f}",
                             accuracy=f"{history[-1]['val_accuracy']:.2f}")
-            if live_plot is not None:
+            if live_plot is not None and redraw_due(final=step == cfg.max_steps - 1,
+                                                    measured=True):
                 live_plot(pd.DataFrame(history))
     model.eval()
     return pd.DataFrame(history)

@@ -36,6 +36,7 @@ from .config import seed_everything
 from .evaluation import mean_ci
 from .gold import words
 from .kto import thumbs_reward_loss
+from .plots import redraw_due
 from .preferences import (
     SAMPLE_FILE,
     ratings_to_examples,
@@ -167,7 +168,8 @@ def train_thumbs_reward_model(model, tokenizer, thumbs: pd.DataFrame, val_pairs:
                             "val_loss": val["loss"], "val_accuracy": val["accuracy"], "lr": lr})
             losses = []
             bar.set_postfix(accuracy=f"{history[-1]['val_accuracy']:.2f}")
-            if live_plot is not None:
+            if live_plot is not None and redraw_due(final=step == cfg.max_steps - 1,
+                                                    measured=True):
                 live_plot(pd.DataFrame(history))
     model.eval()
     return pd.DataFrame(history)

@@ -95,6 +95,7 @@ def lab(tmp_path):
         (settings / path).write_text(json.dumps(values))
     env = os.environ | {
         "RLHF_LAB_QUICK": "1",
+        "RLHF_LAB_LIVE_PLOTS": "1",          # a learner's lab redraws while training
         "RLHF_LAB_ARTIFACTS": str(tmp_path / "artifacts"),
         "RLHF_LAB_FEEDBACK": str(tmp_path / "feedback"),
         "JUPYTERLAB_SETTINGS_DIR": str(settings),

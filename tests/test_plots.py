@@ -1,6 +1,7 @@
 """The live figure: in a notebook it shows, and saves, one rendered picture per redraw, and
 every later redraw replaces the picture where it stands."""
 import io
+import time
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -69,3 +70,22 @@ def test_outside_a_notebook_the_picture_is_only_saved(figures, monkeypatch):
     assert buffer.getvalue() == saved                               # the figure, as drawn
     plots.LivePlot({"gold": ["gold"]})(pd.DataFrame({"step": [0], "gold": [1.0]}))
     assert sorted(p.name for p in figures().iterdir()) == ["gold.png"]   # no name: no file
+
+
+@pytest.mark.parametrize("live, first, measured, waited, final", [
+    ("1", True, True, True, True), ("0", False, False, False, True)])
+def test_redraw_due_redraws_while_training_only_when_live_plots_are_on(monkeypatch, live, first,
+                                                                      measured, waited, final):
+    monkeypatch.setenv("RLHF_LAB_LIVE_PLOTS", live)
+    now = time.perf_counter()
+    assert plots.redraw_due(None) is first                               # the first call
+    assert plots.redraw_due(now, measured=True) is measured
+    assert plots.redraw_due(now - plots.LIVE_PLOT_SECONDS - 1) is waited  # the clock fired
+    assert plots.redraw_due(now, final=True) is final                    # the loop's last call
+    assert plots.redraw_due(now) is False                                 # just drawn: wait
+
+
+def test_a_bad_live_plots_setting_names_the_valid_values(monkeypatch):
+    monkeypatch.setenv("RLHF_LAB_LIVE_PLOTS", "no")
+    with pytest.raises(ValueError, match=r"RLHF_LAB_LIVE_PLOTS='no': use 1 .* or 0"):
+        plots.redraw_due(None)

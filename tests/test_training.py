@@ -85,7 +85,8 @@ def test_parameter_count_and_flops(tok):
     assert flops_per_token(model) == 6 * (expected - T * d) + 6 * L * T * d
 
 
-def test_training_lowers_heldout_loss(tok):
+def test_training_lowers_heldout_loss(tok, monkeypatch):
+    monkeypatch.setenv("RLHF_LAB_LIVE_PLOTS", "1")       # live figures on, as in a learner's lab
     cfg = PretrainConfig.for_mode(quick=True, vocab_size=300, max_steps=60, eval_every=20,
                                   block_size=32, batch_size=8, warmup_steps=5)
     stream = []
