@@ -73,13 +73,13 @@ class CriticFreeConfig(Settings):
 
     seed: int = setting_of(PPOConfig, "seed")
     steps: int = setting(30, "iterations (each: sample k answers to each of `prompts` "
-                         "questions, then optimise on them)", range=(1, 10**6), quick=20)
+                         "questions, then optimise on them)", range=(1, 10**6), quick=10)
     prompts: int = setting(16, "training questions per iteration", range=(1, 65536), quick=8)
     k: int = setting(4, "answers sampled per question (the group)", range=(2, 256))
     minibatch_size: int = setting(16, "answers per optimiser step; must divide prompts x k",
                                   range=(1, 65536))
     ppo_epochs: int = setting_of(PPOConfig, "ppo_epochs")
-    lr: float = setting(2e-5, "peak learning rate of Adam", range=(1e-8, 1.0), quick=5e-5)
+    lr: float = setting(2e-5, "peak learning rate of Adam", range=(1e-8, 1.0), quick=1e-4)
     lr_schedule: str = setting_of(PPOConfig, "lr_schedule")
     temperature: float = setting(1.0, "sampling temperature of the answers (log-probs use the "
                                  "same one)", range=(1e-3, 10.0))
