@@ -15,12 +15,21 @@ import pandas as pd
 
 from . import feedback
 from .comparisons import load_comparisons
+from .config import DATA_DIR
 from .raters import SimulatedRater, fill_ratings
 from .training import split_heldout
 
 SAMPLE_FILE = "sample.jsonl"   # the shipped ratings in data/feedback/, used after your own
 SAMPLE_TEMPERATURE = 0.5       # the noise of the simulated rater who made them (rlhf_lab.corpus)
 TARGETS = {"a": 1.0, "b": 0.0, "tie": 0.5}   # P(A preferred) that each choice stands for
+
+
+def sample_path() -> Path:
+    """The shipped sample ratings: the copy in the ratings folder if it holds one, otherwise
+    data/feedback/sample.jsonl, where they ship, so that a ratings folder moved elsewhere
+    (RLHF_LAB_FEEDBACK) still trains with them."""
+    in_folder = Path(feedback.FEEDBACK_DIR) / SAMPLE_FILE
+    return in_folder if in_folder.exists() else DATA_DIR / "feedback" / SAMPLE_FILE
 
 
 def ratings_to_examples(records_or_frame) -> pd.DataFrame:
@@ -42,9 +51,10 @@ def training_ratings(cfg):
     """The pairwise ratings to train on, and a report of how many came from whom. `cfg`:
     chapter 04's `RewardConfig` (its ratings, rater_temperature and seed are read).
 
-    In order: (1) your own ratings, every file in data/feedback/ but the shipped sample, all
-    of them, even beyond cfg.ratings, since clicks are never thrown away; (2) the shipped
-    sample (scripted answers rated by a simulated rater), only up to cfg.ratings in all;
+    In order: (1) your own ratings, every file in data/feedback/ (or RLHF_LAB_FEEDBACK) but
+    the shipped sample, all of them, even beyond cfg.ratings, since clicks are never thrown
+    away; (2) the shipped sample (scripted answers rated by a simulated rater, `sample_path`),
+    only up to cfg.ratings in all;
     (3) a simulated rater (temperature cfg.rater_temperature) rates chapter 03's pairs that
     nobody rated, answers of our own models, until there are cfg.ratings.
     Returns (records, report), as `fill_ratings` does; the report names the shipped sample
@@ -55,9 +65,10 @@ def training_ratings(cfg):
     pairs of our models' answers): trained so, the reward model orders 77% of them as the
     gold score does, against 75% when trained on the sample alone.
     """
-    own, sample = [], []
-    for path in sorted(Path(feedback.FEEDBACK_DIR).glob("*.jsonl")):
-        (sample if path.name == SAMPLE_FILE else own).extend(feedback.load_ratings(path))
+    own = [r for path in sorted(Path(feedback.FEEDBACK_DIR).glob("*.jsonl"))
+           if path.name != SAMPLE_FILE for r in feedback.load_ratings(path)]
+    sample_file = sample_path()
+    sample = feedback.load_ratings(sample_file) if sample_file.exists() else []
     own, sample = _pair_ratings(own), _pair_ratings(sample)
     human = own + sample[: max(0, cfg.ratings - len(own))]
     rater = SimulatedRater("simulated", temperature=cfg.rater_temperature, seed=cfg.seed)

@@ -10,6 +10,7 @@ from transformers import GPT2Config, GPT2ForSequenceClassification
 
 from rlhf_lab import feedback, preferences
 from rlhf_lab import reward_model as rm
+from rlhf_lab.config import DATA_DIR
 from rlhf_lab.raters import SimulatedRater
 from rlhf_lab.reward_model import RewardConfig
 from rlhf_lab.tokenizer import train_tokenizer
@@ -155,6 +156,19 @@ def test_own_ratings_first_then_the_sample_then_the_simulated_rater(monkeypatch,
     sources = report.set_index("rater").source
     assert (sources["me"], sources["sample"], sources["simulated"]) == (
         "human", "shipped sample (a simulated rater)", "simulated")   # the sample is not people
+
+
+def test_a_moved_ratings_folder_still_trains_with_the_shipped_sample(monkeypatch, tmp_path):
+    questions = [q.text for q in World().split("train")[:3]]
+    writer = feedback.RatingsWriter(tmp_path, "me")                  # RLHF_LAB_FEEDBACK=tmp_path
+    for q in questions:
+        writer.append(feedback.pair_record("me", q, "Yes.", "No.", "a", "sft"))
+    monkeypatch.setattr(feedback, "FEEDBACK_DIR", tmp_path)
+    monkeypatch.setattr(preferences, "load_comparisons", lambda: [])
+    assert preferences.sample_path() == DATA_DIR / "feedback" / "sample.jsonl"
+    records, _ = preferences.training_ratings(RewardConfig.for_mode(ratings=20))
+    assert [r["rater"] for r in records] == ["me"] * 3 + ["sample"] * 17
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["me.jsonl"]   # nothing copied there
 
 
 # --- a seeded training run in quick mode -------------------------------------------------
