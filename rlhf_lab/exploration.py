@@ -17,7 +17,7 @@ import torch
 
 from .dpo import all_sequence_logprobs
 from .gold import admits_not_knowing, gold_score
-from .preferences import chosen_rejected, ratings_to_examples
+from .preferences import SHIPPED_SAMPLE, chosen_rejected, ratings_to_examples
 from .raters import SimulatedRater
 from .scripted import WARM_OPENERS, make_answer
 from .training import IGNORE, LMData, pad_rows
@@ -189,13 +189,11 @@ def rated_admissions(path=None) -> list[tuple[Question, str]]:
     """The admissions raters chose in the shipped sample ratings (data/feedback/sample.jsonl):
     (question, chosen answer) for each pair whose chosen answer admits not knowing on a
     question that has no answer. PPO can mix these into its rollouts (`OffPolicyAnswers`)."""
-    from .config import DATA_DIR
     from .feedback import load_ratings
     from .world import World
 
     world = World()
-    pairs = chosen_rejected(ratings_to_examples(load_ratings(
-        path or DATA_DIR / "feedback" / "sample.jsonl")))
+    pairs = chosen_rejected(ratings_to_examples(load_ratings(path or SHIPPED_SAMPLE)))
     out = []
     for row in pairs[pairs.target == 1.0].itertuples():
         question = world.lookup(row.prompt)

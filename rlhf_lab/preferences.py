@@ -20,6 +20,7 @@ from .raters import SimulatedRater, fill_ratings
 from .training import split_heldout
 
 SAMPLE_FILE = "sample.jsonl"   # the shipped ratings in data/feedback/, used after your own
+SHIPPED_SAMPLE = DATA_DIR / "feedback" / SAMPLE_FILE
 SAMPLE_TEMPERATURE = 0.5       # the noise of the simulated rater who made them (rlhf_lab.corpus)
 TARGETS = {"a": 1.0, "b": 0.0, "tie": 0.5}   # P(A preferred) that each choice stands for
 
@@ -29,7 +30,7 @@ def sample_path() -> Path:
     data/feedback/sample.jsonl, where they ship, so that a ratings folder moved elsewhere
     (RLHF_LAB_FEEDBACK) still trains with them."""
     in_folder = Path(feedback.FEEDBACK_DIR) / SAMPLE_FILE
-    return in_folder if in_folder.exists() else DATA_DIR / "feedback" / SAMPLE_FILE
+    return in_folder if in_folder.exists() else SHIPPED_SAMPLE
 
 
 def ratings_to_examples(records_or_frame) -> pd.DataFrame:
