@@ -62,9 +62,35 @@ def planned_processes(jobs: int) -> int:
     return min(jobs, 2 * cores)
 
 
-def _start_worker(threads: int) -> None:
+def _context(fn: Callable):
+    """The way worker processes start. Where the OS offers it (Linux, macOS), a fork server:
+    one helper process imports torch, transformers' GPT-2 and `fn`'s module once, the first
+    time this process runs jobs side by side, and every worker after that is a copy of it,
+    ready at once. Elsewhere (Windows) each worker is a fresh interpreter that imports them
+    itself, which on a 2-core laptop takes several seconds a worker. Neither way copies this
+    process (a notebook's kernel, with its threads and models): a worker holds only what a
+    job sends it."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["torch", "transformers.models.gpt2.modeling_gpt2",
+                                    __name__, fn.__module__])
+    return context
+
+
+def _course_environment() -> dict[str, str]:
+    """This process's course settings (RLHF_LAB_*: quick mode, artifacts folder, device...)."""
+    return {k: v for k, v in os.environ.items() if k.startswith("RLHF_LAB_")}
+
+
+def _start_worker(threads: int, environment: dict[str, str]) -> None:
+    """A worker's set-up: its share of the threads, and the course settings of the process
+    that started it as they are now (a fork server's copy keeps those it started with)."""
     import torch
 
+    for name in _course_environment().keys() - environment.keys():
+        del os.environ[name]
+    os.environ.update(environment)
     torch.set_num_threads(threads)
 
 
@@ -145,11 +171,11 @@ def side_by_side(fn: Callable, jobs: Sequence[tuple], *, steps_per_job: int = 1,
     with tqdm(total=len(jobs) * steps_per_job, desc=desc, disable=not progress) as bar:
         if processes == 1:
             return [fn(*job, tick=lambda: bar.update(1)) for job in jobs]
-        context = multiprocessing.get_context("spawn")    # a fresh interpreter: safe with torch
+        context = _context(fn)
         threads = worker_threads(processes)
         with context.Manager() as manager, ProcessPoolExecutor(
                 processes, mp_context=context, initializer=_start_worker,
-                initargs=(threads,)) as pool:
+                initargs=(threads, _course_environment())) as pool:
             ticks = manager.Queue()
             futures = [pool.submit(_run_job, fn, _pack(job), ticks) for job in jobs]
             while not all(f.done() for f in futures):

@@ -1,5 +1,7 @@
 """Independent runs side by side (workers.py, chapter 09's seeds): results in the order of
 the jobs, the same numbers as a run in this process, a failing job named, bad input refused."""
+import os
+
 import pytest
 import torch
 
@@ -64,3 +66,22 @@ def test_processes_are_planned_per_job_and_a_bad_count_is_refused(monkeypatch):
     assert planned_processes(3) == 1                  # one GPU: one process keeps it busy
     with pytest.raises(ValueError, match="choose 1 or more"):
         side_by_side(fail_on_three, [(1,)], processes=0, progress=False)
+
+
+def course_setting(name: str, tick) -> str | None:
+    tick()
+    return os.environ.get(name)
+
+
+@pytest.mark.slow
+def test_workers_see_the_course_settings_as_they_are_when_the_jobs_start(monkeypatch):
+    """Workers start from a fork server that keeps the environment it began with; each job
+    must still see this process's RLHF_LAB_* settings as they are now (quick mode, the
+    artifacts folder), set, changed or removed."""
+    jobs = [("RLHF_LAB_WORKER_PROBE",)] * 2
+    monkeypatch.setenv("RLHF_LAB_WORKER_PROBE", "first")
+    assert side_by_side(course_setting, jobs, processes=2, progress=False) == ["first"] * 2
+    monkeypatch.setenv("RLHF_LAB_WORKER_PROBE", "second")
+    assert side_by_side(course_setting, jobs, processes=2, progress=False) == ["second"] * 2
+    monkeypatch.delenv("RLHF_LAB_WORKER_PROBE")
+    assert side_by_side(course_setting, jobs, processes=2, progress=False) == [None] * 2
