@@ -17,12 +17,12 @@ help:
 	@echo "make class-pairs  (instructor) write the pairs the class will rate, from the current policy"
 	@echo "make rate    (instructor) serve the rating and chat page to the class; prints the class token"
 
-# pip compiles every file it installs to bytecode, one file after another. The installs below
-# skip that, and compileall then compiles the whole of site-packages on every core (-j 0): on
-# a 2-core machine `make install` took 128 and 133 s this way against 149 and 181 s. Like pip,
-# it passes over a file it cannot compile (torch ships one written for Python 3.12), which is
-# why its status is not checked.
-SITE_PACKAGES = $$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+# pip compiles every file it installs to bytecode, one file after another, most of them never
+# imported by the course. The installs below skip that: Python compiles a module the first
+# time it is imported and keeps the bytecode beside it. A machine that says not to keep it
+# (PYTHONDONTWRITEBYTECODE, set in some containers) would compile torch and transformers
+# again in every process, notebook kernel and worker, so make's commands run without it.
+unexport PYTHONDONTWRITEBYTECODE
 
 $(STAMP): pyproject.toml scripts/install_torch.py
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "RLHF Lab needs Python 3.10 or newer; found " + sys.version.split()[0]'
@@ -30,7 +30,6 @@ $(STAMP): pyproject.toml scripts/install_torch.py
 	$(PY) -m pip install --disable-pip-version-check --quiet --upgrade pip
 	$(PY) scripts/install_torch.py --no-compile
 	$(PY) -m pip install --disable-pip-version-check --no-compile --quiet -e ".[dev]"
-	$(PY) -m compileall -q -j 0 "$(SITE_PACKAGES)" > /dev/null || true
 	touch $(STAMP)
 
 install: $(STAMP)
