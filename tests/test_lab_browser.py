@@ -19,7 +19,6 @@ import json
 import os
 import re
 import secrets
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ import pytest
 from browser_tools import (chromium_browser, free_port, http_get, log_tail, output_dir,
                            require_chromium, running_server)
 
-from rlhf_lab import feedback
+from rlhf_lab import artifacts, config, feedback
 from rlhf_lab.config import DATA_DIR, PROJECT_ROOT
 
 pytestmark = pytest.mark.browser
@@ -218,10 +217,10 @@ def test_a_learner_runs_chapters_01_and_03_in_jupyterlab_and_rates_pairs(lab):
             assert final.locator(".jp-OutputArea-output img").evaluate("i => i.naturalWidth") > 100
             final.locator(".jp-OutputArea-output img").screenshot(path=out / "01_live_plot.png")
 
-            # Chapter 02's model, built in quick mode, as chapter 03's missing-artifact message offers.
-            subprocess.run([sys.executable, "-c", "from rlhf_lab import artifacts; "
-                            "artifacts.require('sft', build_if_missing=True)"],
-                           env=lab.env, check=True, capture_output=True, timeout=300)
+            # Chapter 02's model, built in quick mode, as chapter 03's missing-artifact message
+            # offers; here, where torch is imported already, rather than in a fresh interpreter.
+            with config.environment(quick=True, artifacts=str(lab.artifacts)):
+                artifacts.require("sft", build_if_missing=True)
 
             # Chapter 03: run it, then rate.
             lab.open(page, "03_human_feedback")
