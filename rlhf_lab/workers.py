@@ -27,6 +27,7 @@ import dataclasses
 import multiprocessing
 import os
 import queue
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable, Sequence
 
@@ -63,14 +64,14 @@ def planned_processes(jobs: int) -> int:
 
 
 def _context(fn: Callable):
-    """The way worker processes start. Where the OS offers it (Linux, macOS), a fork server:
-    one helper process imports torch, transformers' GPT-2 and `fn`'s module once, the first
-    time this process runs jobs side by side, and every worker after that is a copy of it,
-    ready at once. Elsewhere (Windows) each worker is a fresh interpreter that imports them
-    itself, which on a 2-core laptop takes several seconds a worker. Neither way copies this
-    process (a notebook's kernel, with its threads and models): a worker holds only what a
-    job sends it."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
+    """The way worker processes start. On Linux, a fork server: one helper process imports
+    torch, transformers' GPT-2 and `fn`'s module once, the first time this process runs jobs
+    side by side, and every worker after that is a copy of it, ready at once. Elsewhere
+    (macOS, where Python itself avoids forking by default, and Windows) each worker is a
+    fresh interpreter that imports them itself, which on a 2-core laptop takes several
+    seconds a worker. Neither way copies this process (a notebook's kernel, with its threads
+    and models): a worker holds only what a job sends it."""
+    if not sys.platform.startswith("linux"):
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["torch", "transformers.models.gpt2.modeling_gpt2",

@@ -1,6 +1,7 @@
 """Independent runs side by side (workers.py, chapter 09's seeds): results in the order of
 the jobs, the same numbers as a run in this process, a failing job named, bad input refused."""
 import os
+import sys
 
 import pytest
 import torch
@@ -85,3 +86,14 @@ def test_workers_see_the_course_settings_as_they_are_when_the_jobs_start(monkeyp
     assert side_by_side(course_setting, jobs, processes=2, progress=False) == ["second"] * 2
     monkeypatch.delenv("RLHF_LAB_WORKER_PROBE")
     assert side_by_side(course_setting, jobs, processes=2, progress=False) == [None] * 2
+
+
+def test_workers_start_from_a_fork_server_on_linux_and_as_fresh_interpreters_elsewhere(monkeypatch):
+    from rlhf_lab import workers
+
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert workers._context(fit_line).get_start_method() == "spawn"
+    monkeypatch.setattr(sys, "platform", "win32")
+    assert workers._context(fit_line).get_start_method() == "spawn"
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert workers._context(fit_line).get_start_method() == "forkserver"
