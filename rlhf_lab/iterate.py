@@ -56,15 +56,15 @@ class IterateConfig(Settings):
     rounds: int = setting(2, "rounds of the loop", range=(1, 100))
     pairs_per_round: int = setting(700, "pairs of the current policy's answers rated per round "
                                    "(fewer come back when the policy repeats itself)",
-                                   range=(10, 100000), quick=150)
+                                   range=(10, 100000), quick=100)
     heldout_pairs: int = setting(200, "of each round's rated pairs, kept out of training to "
                                  "measure the reward model (at most half of them)",
-                                 range=(1, 100000), quick=50)
+                                 range=(1, 100000), quick=30)
     new_share: float = setting(0.5, "share of each round's reward-model training drawn from "
                                "that round's new ratings (the rest from all earlier ratings)",
                                range=(0.0, 0.95))
     reward_steps: int = setting(60, "optimiser steps of further reward-model training per "
-                                "round", range=(1, 10**6), quick=40)
+                                "round", range=(1, 10**6), quick=20)
     reward_lr: float = setting(3e-4, "peak learning rate of that training (3x chapter 04's: "
                                "a short run on new answers)",
                                range=(1e-8, 1.0))
