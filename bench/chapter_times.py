@@ -38,15 +38,21 @@ def cell_seconds(cell: dict) -> float | None:
     start, end = times.get("iopub.execute_input"), times.get("shell.execute_reply")
     if not (start and end):
         return None
-    parse = lambda stamp: datetime.fromisoformat(stamp.replace("Z", "+00:00"))  # noqa: E731
-    return (parse(end) - parse(start)).total_seconds()
+    return (_instant(end) - _instant(start)).total_seconds()
+
+
+def _instant(stamp: str) -> datetime:
+    """An ISO time stamp as Jupyter writes it (UTC, ending in Z)."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
 def chapter_time(path: Path) -> dict:
     """One notebook's row: its cells' seconds added up, and its longest cell."""
     cells = json.loads(path.read_text())["cells"]
-    timed = [(s, i, c) for i, c in enumerate(cells) if c["cell_type"] == "code"
-             for s in [cell_seconds(c)] if s is not None]
+    timed = []                                   # (seconds, index, cell) of each timed cell
+    for index, cell in enumerate(cells):
+        if cell["cell_type"] == "code" and (seconds := cell_seconds(cell)) is not None:
+            timed.append((seconds, index, cell))
     if not timed:
         raise SystemExit(f"{path}: no cell execution times in it. Run it with `make course` "
                          "(or nbconvert --execute) first; those record them.")
