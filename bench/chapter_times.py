@@ -57,7 +57,7 @@ def chapter_time(path: Path) -> dict:
         raise SystemExit(f"{path}: no cell execution times in it. Run it with `make course` "
                          "(or nbconvert --execute) first; those record them.")
     seconds, index, cell = max(timed, key=lambda t: t[0])
-    first_line = "".join(cell["source"]).strip().splitlines()[0][:60]
+    first_line = next(iter("".join(cell["source"]).strip().splitlines()), "")[:60]
     total = sum(s for s, _, _ in timed)
     return {"chapter": path.stem, "seconds": round(total, 1),
             "within_budget": total <= CHAPTER_BUDGET_S, "longest_cell": index,

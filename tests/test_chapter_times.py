@@ -30,6 +30,13 @@ def test_adds_up_the_cells_and_names_the_longest(tmp_path):
     assert row["longest_cell_starts"] == "run_ppo()"
 
 
+def test_an_empty_cell_can_be_the_longest(tmp_path):
+    path = tmp_path / "05_kl.ipynb"
+    path.write_text(json.dumps({"cells": [code_cell("", "2026-12-02T09:00:00Z", "2026-12-02T09:00:01Z")]}))
+    row = chapter_times.chapter_time(path)
+    assert (row["seconds"], row["longest_cell"], row["longest_cell_starts"]) == (1.0, 0, "")
+
+
 def test_a_notebook_without_times_says_how_to_get_them(tmp_path):
     path = tmp_path / "01_pretraining.ipynb"
     path.write_text(json.dumps({"cells": [code_cell("x = 1\n")]}))
