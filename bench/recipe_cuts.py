@@ -1,0 +1,120 @@
+"""Which iterations of the recipe buy nothing? Candidate cuts of the full-mode recipe, each
+measured against today's recipe on the report card's evaluation, paired per question and seed.
+
+Issue 21 asks every chapter to fit in 4 minutes with every report-card number at least as
+good as before. A cut of the recipe (fewer PPO iterations, a shorter reward-model run) changes
+every model after it, so before a chapter adopts one, this bench says what it costs in gold:
+
+- `ppo_60`, `ppo_80`: chapter 06's PPO for 60 or 80 iterations instead of 100 (its learning
+  rate then decays to 0 over those). Chapter 06's gold curve rises within its noise after
+  iteration 40, and by iteration 90 its learning rate is a tenth of its peak.
+- `reward_model_125`: chapter 04's reward model for 125 steps instead of 250 (its held-out
+  loss was lowest at step 125), then chapter 06's PPO, unchanged, on it.
+
+Each row: what the cut keeps of today's work (`work_share`: iterations or steps), the seconds
+its training took here, its report-card numbers, and the paired difference from chapter 06's
+policy (the artifact 'ppo', 100 iterations on the 250-step reward model) in gold and in
+correctness, with 95 % CIs and a verdict: "no measurable difference" where the CI covers 0.
+A cut is adoptable only if neither verdict is "worse".
+
+Needs the learner's full-mode artifacts up to chapter 06 (`make course`, or notebooks 01-06);
+it trains in a temporary copy of them, so nothing of the learner's is changed. About 20
+minutes on a slow day of a 2-core CPU. Prints a table and writes bench/results/recipe_cuts.csv.
+
+    .venv/bin/python bench/recipe_cuts.py [--cuts ppo_60 ppo_80 reward_model_125]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+RESULTS = Path(__file__).parent / "results"
+CUTS = ("ppo_60", "ppo_80", "reward_model_125")
+NEEDED = ("sft", "pairs", "reward_model", "ppo")
+
+
+def verdict(d: dict) -> str:
+    if d["within_noise"]:
+        return "no measurable difference"
+    return "better" if d["difference"] > 0 else "worse"
+
+
+def compare(cut: str, changes: str, work_share: float, seconds: float, after, now,
+            extra: dict) -> dict:
+    """One row: the cut's report-card numbers and its paired differences from `now`."""
+    from rlhf_lab.evaluation import paired_difference
+
+    s = after.summary()
+    row = {"cut": cut, "changes": changes, "work_share": work_share,
+           "train_seconds": round(seconds, 1), "gold": s["gold"], "gold_low": s["gold_low"],
+           "gold_high": s["gold_high"], "correct": s["correct"], "kl": s["kl"]}
+    for column, name in (("total", "gold"), ("correct", "correct")):
+        d = paired_difference(after, now, column)
+        row |= {f"{name}_vs_now": d["difference"], f"{name}_vs_now_low": d["low"],
+                f"{name}_vs_now_high": d["high"], f"{name}_verdict": verdict(d)}
+    return row | extra
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cuts", nargs="+", choices=CUTS, default=list(CUTS))
+    args = parser.parse_args()
+
+    from rlhf_lab import artifacts
+
+    full = artifacts.artifacts_dir().parent / "full"
+    missing = [name for name in NEEDED if not (full / name).exists()]
+    if missing:     # `make bench` goes on to the next bench
+        print(f"SKIPPED: no full-mode {', '.join(missing)} in {full}. Run `make course` (or "
+              "notebooks 01 to 06) first; a cut of the recipe means nothing in quick mode.")
+        return
+    with tempfile.TemporaryDirectory(prefix="rlhf_lab_recipe_cuts_") as scratch:
+        copy = Path(scratch) / "full"
+        shutil.copytree(full, copy)
+        os.environ["RLHF_LAB_ARTIFACTS"] = scratch    # every cut trains in the copy
+        os.environ["RLHF_LAB_QUICK"] = "0"
+        rows = run_cuts(args.cuts)
+    table = pd.DataFrame(rows)
+    print(table.round(3).T.to_string())
+    RESULTS.mkdir(exist_ok=True)
+    table.round(4).to_csv(RESULTS / "recipe_cuts.csv", index=False)
+
+
+def run_cuts(cuts: list[str]) -> list[dict]:
+    from rlhf_lab import artifacts, report_card
+    from rlhf_lab.ppo import PPOConfig
+    from rlhf_lab.ppo_stage import run_ppo
+    from rlhf_lab.reward_model import RewardConfig, run_reward_model
+
+    now = report_card.load_evaluation("ppo")       # chapter 06's policy, as the card holds it
+    now_iterations = artifacts.read_metadata("ppo")["config"]["steps"]
+    now_rm = artifacts.read_metadata("reward_model")
+    rows = []
+    for cut in [c for c in cuts if c.startswith("ppo_")]:
+        cfg = PPOConfig.for_mode(steps=int(cut.removeprefix("ppo_")))
+        result = run_ppo(cfg, save=False, progress=False)
+        rows.append(compare(cut, f"PPO {cfg.steps} iterations (now {now_iterations})",
+                            cfg.steps / now_iterations, result.seconds, result.after, now, {}))
+    if "reward_model_125" in cuts:
+        rm_cfg = RewardConfig.for_mode(max_steps=125)
+        rm = run_reward_model(rm_cfg, save=True)    # into the copy: PPO below loads it
+        start = time.perf_counter()
+        result = run_ppo(PPOConfig.for_mode(), save=False, progress=False)
+        ppo_seconds = time.perf_counter() - start
+        rows.append(compare(
+            "reward_model_125", f"reward model {rm_cfg.max_steps} steps (now "
+            f"{now_rm['config']['max_steps']}), then PPO as now", rm_cfg.max_steps /
+            now_rm["config"]["max_steps"], rm.train_seconds, result.after, now,
+            {"rm_accuracy": rm.accuracy, "rm_accuracy_now": now_rm["accuracy"],
+             "ppo_seconds": round(ppo_seconds, 1)}))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
