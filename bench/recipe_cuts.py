@@ -10,12 +10,17 @@ every model after it, so before a chapter adopts one, this bench says what it co
   iteration 40, and by iteration 90 its learning rate is a tenth of its peak.
 - `reward_model_125`: chapter 04's reward model for 125 steps instead of 250 (its held-out
   loss was lowest at step 125), then chapter 06's PPO, unchanged, on it.
+- `pretrain_800`: chapter 01's pretraining for 800 steps instead of 1,200 (the same model,
+  its schedule over 800), then chapter 02's SFT, unchanged, on it. Runs last, since it
+  replaces the pretrained and SFT models of the copy the other cuts train from.
 
 Each row: what the cut keeps of today's work (`work_share`: iterations or steps), the seconds
-its training took here, its report-card numbers, and the paired difference from chapter 06's
-policy (the artifact 'ppo', 100 iterations on the 250-step reward model) in gold and in
-correctness, with 95 % CIs and a verdict: "no measurable difference" where the CI covers 0.
-A cut is adoptable only if neither verdict is "worse".
+its training took here, its report-card numbers, and the paired difference from the model it
+would replace (`compared_with`: chapter 06's policy for the PPO and reward-model cuts,
+chapter 02's SFT model for the pretraining cut) in gold and in correctness, with 95 % CIs and
+a verdict: "no measurable difference" where the CI covers 0. A cut is adoptable only if
+neither verdict is "worse". A run of some cuts (`--cuts`) replaces their rows in the CSV and
+keeps the others.
 
 Needs the learner's full-mode artifacts up to chapter 06 (`make course`, or notebooks 01-06);
 it trains in a temporary copy of them, so nothing of the learner's is changed. About 20
@@ -35,7 +40,7 @@ from pathlib import Path
 import pandas as pd
 
 RESULTS = Path(__file__).parent / "results"
-CUTS = ("ppo_60", "ppo_80", "reward_model_125")
+CUTS = ("ppo_60", "ppo_80", "reward_model_125", "pretrain_800")
 NEEDED = ("sft", "pairs", "reward_model", "ppo")
 
 
@@ -51,7 +56,7 @@ def compare(cut: str, changes: str, work_share: float, seconds: float, after, no
     from rlhf_lab.evaluation import paired_difference
 
     s = after.summary()
-    row = {"cut": cut, "changes": changes, "work_share": work_share,
+    row = {"cut": cut, "changes": changes, "compared_with": now.name, "work_share": work_share,
            "train_seconds": round(seconds, 1), "gold": s["gold"], "gold_low": s["gold_low"],
            "gold_high": s["gold_high"], "correct": s["correct"], "kl": s["kl"]}
     for column, name in (("total", "gold"), ("correct", "correct")):
@@ -83,14 +88,21 @@ def main() -> None:
     table = pd.DataFrame(rows)
     print(table.round(3).T.to_string())
     RESULTS.mkdir(exist_ok=True)
-    table.round(4).to_csv(RESULTS / "recipe_cuts.csv", index=False)
+    path = RESULTS / "recipe_cuts.csv"
+    if path.exists():           # keep the rows of the cuts not run this time
+        kept = pd.read_csv(path)
+        table = pd.concat([kept[~kept.cut.isin(table.cut)], table], ignore_index=True)
+        table = table.sort_values("cut", key=lambda c: c.map(CUTS.index)).reset_index(drop=True)
+    table.round(4).to_csv(path, index=False)
 
 
 def run_cuts(cuts: list[str]) -> list[dict]:
     from rlhf_lab import artifacts, report_card
     from rlhf_lab.ppo import PPOConfig
+    from rlhf_lab.pretraining import PretrainConfig, run_pretraining
     from rlhf_lab.ppo_stage import run_ppo
     from rlhf_lab.reward_model import RewardConfig, run_reward_model
+    from rlhf_lab.sft import SFTConfig, run_sft
 
     now = report_card.load_evaluation("ppo")       # chapter 06's policy, as the card holds it
     now_iterations = artifacts.read_metadata("ppo")["config"]["steps"]
@@ -113,6 +125,18 @@ def run_cuts(cuts: list[str]) -> list[dict]:
             now_rm["config"]["max_steps"], rm.train_seconds, result.after, now,
             {"rm_accuracy": rm.accuracy, "rm_accuracy_now": now_rm["accuracy"],
              "ppo_seconds": round(ppo_seconds, 1)}))
+    for cut in [c for c in cuts if c.startswith("pretrain_")]:      # last: replaces the SFT model
+        now_sft, now_pre = report_card.load_evaluation("sft"), artifacts.read_metadata("pretrained")
+        cfg = PretrainConfig.for_mode(max_steps=int(cut.removeprefix("pretrain_")))
+        start = time.perf_counter()
+        pre = run_pretraining(cfg)                  # into the copy: SFT below loads it
+        pre_seconds = time.perf_counter() - start
+        sft = run_sft(SFTConfig.for_mode(), progress=False)
+        rows.append(compare(
+            cut, f"pretraining {cfg.max_steps} steps (now {now_pre['config']['max_steps']}), "
+            "then SFT as now", cfg.max_steps / now_pre["config"]["max_steps"], pre_seconds,
+            sft.after, now_sft, {"heldout_perplexity": pre.perplexity,
+                                 "heldout_perplexity_now": now_pre["heldout_perplexity"]}))
     return rows
 
 
