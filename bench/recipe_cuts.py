@@ -2,8 +2,9 @@
 measured against today's recipe on the report card's evaluation, paired per question and seed.
 
 Issue 21 asks every chapter to fit in 4 minutes with every report-card number at least as
-good as before. A cut of the recipe (fewer PPO iterations, a shorter reward-model run) changes
-every model after it, so before a chapter adopts one, this bench says what it costs in gold:
+good as before. A cut of the recipe (fewer PPO iterations, a shorter reward-model run, a
+shorter pretraining) changes every model after it, so before a chapter adopts one, this bench
+says what it costs in gold:
 
 - `ppo_60`, `ppo_80`: chapter 06's PPO for 60 or 80 iterations instead of 100 (its learning
   rate then decays to 0 over those). Chapter 06's gold curve rises within its noise after
@@ -14,19 +15,21 @@ every model after it, so before a chapter adopts one, this bench says what it co
   its schedule over 800), then chapter 02's SFT, unchanged, on it. Runs last, since it
   replaces the pretrained and SFT models of the copy the other cuts train from.
 
-Each row: what the cut keeps of today's work (`work_share`: iterations or steps), the seconds
-its training took here, its report-card numbers, and the paired difference from the model it
-would replace (`compared_with`: chapter 06's policy for the PPO and reward-model cuts,
-chapter 02's SFT model for the pretraining cut) in gold and in correctness, with 95 % CIs and
-a verdict: "no measurable difference" where the CI covers 0. A cut is adoptable only if
-neither verdict is "worse". A run of some cuts (`--cuts`) replaces their rows in the CSV and
-keeps the others.
+Each row: what the cut keeps of today's work (`work_share`: iterations or steps), the
+seconds its changed stage took here (`train_seconds`: PPO's or the reward model's training;
+for the pretraining cut the whole stage, cleaning and tokenizer included), its report-card
+numbers, and the paired difference from the model it would replace (`compared_with`: chapter
+06's policy for the PPO and reward-model cuts, chapter 02's SFT model for the pretraining
+cut) in gold and in correctness, with 95 % CIs and a verdict: "no measurable difference"
+where the CI covers 0. A cut is adoptable only if neither verdict is "worse". A run of some
+cuts (`--cuts`) replaces their rows in the CSV and keeps the others.
 
 Needs the learner's full-mode artifacts up to chapter 06 (`make course`, or notebooks 01-06);
-it trains in a temporary copy of them, so nothing of the learner's is changed. About 20
-minutes on a slow day of a 2-core CPU. Prints a table and writes bench/results/recipe_cuts.csv.
+it trains in a temporary copy of them, so nothing of the learner's is changed. About half an
+hour on a slow day of a 2-core CPU (each PPO cut 4 to 5 minutes, the reward-model cut 8, the
+pretraining cut 13). Prints a table and writes bench/results/recipe_cuts.csv.
 
-    .venv/bin/python bench/recipe_cuts.py [--cuts ppo_60 ppo_80 reward_model_125]
+    .venv/bin/python bench/recipe_cuts.py [--cuts ppo_60 ppo_80 reward_model_125 pretrain_800]
 """
 from __future__ import annotations
 
@@ -41,7 +44,7 @@ import pandas as pd
 
 RESULTS = Path(__file__).parent / "results"
 CUTS = ("ppo_60", "ppo_80", "reward_model_125", "pretrain_800")
-NEEDED = ("sft", "pairs", "reward_model", "ppo")
+NEEDED = ("pretrained", "sft", "pairs", "reward_model", "ppo")
 
 
 def verdict(d: dict) -> str:
