@@ -64,7 +64,8 @@ class RowGumbel(LogitsProcessor):
 
 
 @torch.no_grad()
-def per_question_answers(model, tokenizer, texts: list[str], seed: int, batch_size: int) -> list[str]:
+def per_question_answers(model, tokenizer, texts: list[str], seed: int,
+                         batch_size: int) -> list[str]:
     """One answer per text, each from the noise of (seed, text, its copy number)."""
     from rlhf_lab.generation import answer_from_completion
     from rlhf_lab.world import format_prompt
@@ -123,14 +124,17 @@ def main() -> None:
         for way in ways:
             name, batch = way
             start = time.perf_counter()
-            answers[way] = [samplers[name](model, tokenizer, texts, seed, batch) for seed in seeds]
+            answers[way] = [samplers[name](model, tokenizer, texts, seed, batch)
+                            for seed in seeds]
             seconds[way].append(time.perf_counter() - start)
     rows = []
-    graded = {name: Evaluation.from_answers(name, questions, answers[name, 64]) for name in samplers}
+    graded = {name: Evaluation.from_answers(name, questions, answers[name, 64])
+              for name in samplers}
     for name in samplers:
         small, large = seconds[name, 64], seconds[name, args.large]
         ratios = [s / g for s, g in zip(small, large)]
-        same = sum(a == b for seed_small, seed_large in zip(answers[name, 64], answers[name, args.large])
+        same = sum(a == b for seed_small, seed_large in zip(answers[name, 64],
+                                                           answers[name, args.large])
                    for a, b in zip(seed_small, seed_large))
         against_course = [c / g for c, g in zip(seconds["course", 64], large)]
         s = graded[name].summary()
@@ -141,7 +145,8 @@ def main() -> None:
                      "speedup_range": f"{min(ratios):.2f} to {max(ratios):.2f}",
                      f"course_64_over_this_{args.large}": statistics.median(against_course),
                      "same_answer_share": same / (len(texts) * len(seeds)),
-                     "gold_batch_64": s["gold"], "gold_low": s["gold_low"], "gold_high": s["gold_high"]})
+                     "gold_batch_64": s["gold"], "gold_low": s["gold_low"],
+                     "gold_high": s["gold_high"]})
     d = paired_difference(graded["per_question"], graded["course"])
     rows[1] |= {"gold_vs_course": d["difference"], "gold_vs_course_low": d["low"],
                 "gold_vs_course_high": d["high"]}
