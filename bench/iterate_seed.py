@@ -13,8 +13,8 @@ three seeds side by side on two cores. Each phase is timed by wrapping the funct
 - `evaluate_model`: the report card's evaluation of both final policies (2)
 
 and `other` is the rest (copies of models, the rater's ratings). It runs in a temporary copy of
-the artifacts without their answer cache, so that answers the chapter cached are sampled again,
-as on a first run, and nothing of the learner's is changed. `share` is each phase's part
+the artifacts without their answer cache (`bench_mode.full_mode_copy`), so that answers the
+chapter cached are sampled again, as on a first run, and nothing of the learner's is changed. `share` is each phase's part
 of the seed's seconds; `gold_fixed` and `gold_iterated` are the seed's report-card gold, the
 numbers the chapter prints for it. Needs the full-mode artifacts up to chapter 04 (`make
 course`, or notebooks 01 to 04); about 6 minutes on a fast day, 7 on a slow one. Prints a
@@ -25,15 +25,13 @@ table and writes bench/results/iterate_seed.csv.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import pandas as pd
 import torch
+from bench_mode import full_mode_copy   # bench/ is on the path when run
 
 RESULTS = Path(__file__).parent / "results"
 PHASES = ("ppo_round", "retrain_reward_model", "own_comparisons", "evaluate_model")
@@ -45,17 +43,9 @@ def main() -> None:
                         help="the experiment's seed (the chapter's: 0, 10, 20)")
     args = parser.parse_args()
 
-    from rlhf_lab import artifacts
-
-    full = artifacts.artifacts_dir().parent / "full"
-    if not (full / "reward_model").exists():      # `make bench` goes on to the next bench
-        print(f"SKIPPED: no full-mode reward model in {full}. Run `make course` (or notebooks "
-              "01 to 04) first; the chapter's experiment means nothing in quick mode.")
-        return
-    with tempfile.TemporaryDirectory(prefix="rlhf_lab_iterate_seed_") as scratch:
-        shutil.copytree(full, Path(scratch) / "full", ignore=shutil.ignore_patterns("answer_cache"))
-        os.environ["RLHF_LAB_ARTIFACTS"] = scratch
-        os.environ["RLHF_LAB_QUICK"] = "0"
+    with full_mode_copy(("sft", "pairs", "reward_model"), "notebooks 01 to 04") as copy:
+        if copy is None:                       # `make bench` goes on to the next bench
+            return
         table = profile(args.seed)
     print(table.round(3).to_string(index=False))
     RESULTS.mkdir(exist_ok=True)

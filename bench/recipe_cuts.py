@@ -25,7 +25,8 @@ where the CI covers 0. A cut is adoptable only if neither verdict is "worse". A 
 cuts (`--cuts`) replaces their rows in the CSV and keeps the others.
 
 Needs the learner's full-mode artifacts up to chapter 06 (`make course`, or notebooks 01-06);
-it trains in a temporary copy of them, so nothing of the learner's is changed. About half an
+it trains in a temporary copy of them (`bench_mode.full_mode_copy`), so nothing of the
+learner's is changed. About half an
 hour on a slow day of a 2-core CPU (each PPO cut 4 to 5 minutes, the reward-model cut 8, the
 pretraining cut 13). Prints a table and writes bench/results/recipe_cuts.csv.
 
@@ -34,13 +35,11 @@ pretraining cut 13). Prints a table and writes bench/results/recipe_cuts.csv.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
+from bench_mode import full_mode_copy   # bench/ is on the path when run
 
 RESULTS = Path(__file__).parent / "results"
 CUTS = ("ppo_60", "ppo_80", "reward_model_125", "pretrain_800")
@@ -74,19 +73,9 @@ def main() -> None:
     parser.add_argument("--cuts", nargs="+", choices=CUTS, default=list(CUTS))
     args = parser.parse_args()
 
-    from rlhf_lab import artifacts
-
-    full = artifacts.artifacts_dir().parent / "full"
-    missing = [name for name in NEEDED if not (full / name).exists()]
-    if missing:     # `make bench` goes on to the next bench
-        print(f"SKIPPED: no full-mode {', '.join(missing)} in {full}. Run `make course` (or "
-              "notebooks 01 to 06) first; a cut of the recipe means nothing in quick mode.")
-        return
-    with tempfile.TemporaryDirectory(prefix="rlhf_lab_recipe_cuts_") as scratch:
-        copy = Path(scratch) / "full"
-        shutil.copytree(full, copy)
-        os.environ["RLHF_LAB_ARTIFACTS"] = scratch    # every cut trains in the copy
-        os.environ["RLHF_LAB_QUICK"] = "0"
+    with full_mode_copy(NEEDED, "notebooks 01 to 06") as copy:     # every cut trains in it
+        if copy is None:                       # `make bench` goes on to the next bench
+            return
         rows = run_cuts(args.cuts)
     table = pd.DataFrame(rows)
     print(table.round(3).T.to_string())
