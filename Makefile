@@ -41,6 +41,9 @@ lab: install
 	$(BIN)/jupyter lab notebooks/ $(ALLOW_ROOT)
 
 # The browser tests drive Debian's Chromium with Playwright (never a browser download).
+# Chromium alone, without the packages it only recommends (a desktop's printing, audio,
+# avahi, udev and a newer perl and systemd): 19 packages instead of 107, 14 s instead of
+# 24 s here, and the three browser tests pass the same.
 CHROMIUM ?= /usr/bin/chromium
 SUDO      = $(if $(filter 0,$(shell id -u 2>/dev/null)),,sudo)
 
@@ -74,7 +77,7 @@ browser:
 	@if test -x $(CHROMIUM); then echo "Chromium is installed: $(CHROMIUM)"; else \
 	  echo "Installing Debian's chromium package with apt-get (needs root or sudo)"; \
 	  $(SUDO) apt-get update -qq && \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; fi
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; fi
 
 course: install
 	@for nb in notebooks/[0-9][0-9]_*.ipynb; do \
