@@ -42,7 +42,7 @@ class PPOConfig(Settings):
 
     seed: int = setting(0, "random seed for the whole stage", range=(0, 2**31 - 1))
     steps: int = setting(100, "PPO iterations (each: sample a batch, then optimise on it)",
-                         range=(1, 10**6), quick=60)
+                         range=(1, 10**6), quick=40)
     batch_size: int = setting(64, "answers sampled per PPO iteration", range=(1, 65536),
                               quick=32)
     minibatch_size: int = setting(16, "answers per optimiser step; must divide batch_size",
