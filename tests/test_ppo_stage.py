@@ -92,16 +92,16 @@ def test_ppo_artifact_holds_the_policy_and_its_metrics(ppo_run):
 
 
 def test_the_default_pipeline_admits_where_no_answer_exists_and_rarely_hedges(ppo_run):
-    # The demonstrations hold admissions to unanswerable questions (issue 16). Measured with
-    # the exact probability of opening with an admission (teacher forcing; quick mode's 24
-    # sampled answers to unanswerable questions are too few), seed 0: quick SFT 0.049 where
-    # no answer exists and 0.032 where one does, quick PPO 0.048 and 0.033 (after 40
-    # iterations; 0.039 and 0.028 after 60), against < 1e-4 for the same SFT without the
-    # admissions. Full mode (the note of issue 16): sampled
-    # admissions 84 % after SFT. Quick mode's small model separates the two kinds of question
-    # far less, and by how much depends on the draw: the earlier quick recipe (pretraining
-    # 600 steps at 3e-3, SFT 150 at 1e-3) gave SFT 0.058 and 0.025; seven other recipes gave
-    # SFT ratios of 1.35 to 2.34. So the test asks for the direction, not a margin.
+    # The demonstrations hold admissions to unanswerable questions (issue 16). Measured with the
+    # exact probability of opening with an admission (teacher forcing; quick mode's 24 sampled
+    # answers to unanswerable questions are too few), seed 0: quick SFT 0.049 where no answer
+    # exists and 0.032 where one does, quick PPO 0.048 and 0.033 (after 40 iterations; 0.039 and
+    # 0.028 after 60), against < 1e-4 for the same SFT without the admissions. Full mode (the
+    # note of issue 16): sampled admissions 84 % after SFT. Quick mode's small model separates
+    # the two kinds of question far less, and by how much depends on the draw: the earlier quick
+    # recipe (pretraining 600 steps at 3e-3, SFT 150 at 1e-3) gave SFT 0.058 and 0.025; seven
+    # other recipes gave SFT ratios of 1.35 to 2.34. So the test asks for the direction, not a
+    # margin.
     from rlhf_lab.evaluation import evaluation_questions
     from rlhf_lab.exploration import admission_logprob
     from rlhf_lab.sft import SFTConfig, demonstrations_with_admissions, run_sft
