@@ -13,6 +13,13 @@ rounds, and its range (issue 21 asks >= 1.0). `gelu_new_ratio_*`: the same for t
 model with transformers' default activation "gelu_new" in place of PyTorch's fused tanh-GELU,
 which `build_model` uses (the profile shows "gelu_new" as separate mul, pow, add and tanh
 kernels, forward and backward).
+`compiled_*`: the course's step with its forward and loss compiled by `torch.compile`
+(inductor; backward, clipping and AdamW as before), timed in the same rounds; compiling is
+counted apart (`compile_s`: the first compiled step's extra time, inductor's caches off, as
+on a learner's first run), and `compiled_net_s` is what
+compiling would save over chapter 01's full-mode steps once its compile time is paid (negative:
+it costs time). `forward_s`, `backward_s`, `clip_s`, `optimizer_s`: where one eager step's time
+goes (medians), so a fused or foreach AdamW can be judged by the optimiser's share.
 `--profile` prints where each step spends its time.
 Prints a table and writes bench/results/pretrain_throughput.csv.
 
@@ -21,6 +28,7 @@ Prints a table and writes bench/results/pretrain_throughput.csv.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 from pathlib import Path
@@ -86,6 +94,7 @@ def step_functions(cfg: PretrainConfig, device: torch.device, tokenizer, data):
     of the same data. "course": the course's GPT-2 as `build_model` builds it (PyTorch's fused
     tanh-GELU); "course_gelu_new": the same with transformers' default "gelu_new" (the same
     function written out in elementwise ops); "plain": `plain_gpt.PlainGPT`."""
+    import torch._inductor.config as inductor_config
     from transformers.activations import ACT2FN
     from plain_gpt import PlainGPT          # bench/ is on the path when run
 
@@ -99,15 +108,18 @@ def step_functions(cfg: PretrainConfig, device: torch.device, tokenizer, data):
     assert count_parameters(course) == count_parameters(plain), "the two models differ in size"
     generator = torch.Generator().manual_seed(0)
 
-    def course_step(model):
+    def course_step(model, loss_fn=None):
         optimizer = make_optimizer(model, cfg)
 
         def step():
             idx = torch.randint(len(data), (cfg.batch_size,), generator=generator)
             batch = data.batch(idx, device)
-            logits = model(input_ids=batch["input_ids"],
-                           attention_mask=batch["attention_mask"]).logits
-            loss = next_token_loss(logits, batch["labels"])
+            if loss_fn is not None:
+                loss = loss_fn(batch)
+            else:
+                logits = model(input_ids=batch["input_ids"],
+                               attention_mask=batch["attention_mask"]).logits
+                loss = next_token_loss(logits, batch["labels"])
             optimizer_step(model, optimizer, loss, cfg, 0, cfg.lr)
         return step
 
@@ -122,15 +134,70 @@ def step_functions(cfg: PretrainConfig, device: torch.device, tokenizer, data):
 
     steps = {"course": course_step(course), "course_gelu_new": course_step(gelu_new),
              "plain": plain_step}
+    compiled = build_model(cfg, tokenizer).to(device).train()
+    inductor_config.force_disable_caches = True            # compile cold, as a first run does
+    steps["course_compiled"] = course_step(compiled, loss_fn=torch.compile(
+        lambda batch: next_token_loss(compiled(input_ids=batch["input_ids"],
+                                               attention_mask=batch["attention_mask"]).logits,
+                                      batch["labels"])))
     return steps, cfg.batch_size * cfg.block_size
+
+
+def first_step_seconds(steps: dict, device: torch.device) -> dict[str, float]:
+    """Seconds of each step function's first call (a compiled one compiles then), then two
+    more calls each to warm up. A step that cannot run here (compiling needs a C++ compiler)
+    is dropped from `steps` with a line saying why."""
+    first = {}
+    for name, step in list(steps.items()):
+        sync(device)
+        start = time.perf_counter()
+        try:
+            step()
+        except Exception as error:                    # e.g. inductor finds no C++ compiler
+            print(f"{name} left out: {type(error).__name__}: {str(error).splitlines()[0]}")
+            del steps[name]
+            continue
+        sync(device)
+        first[name] = time.perf_counter() - start
+        for _ in range(2):
+            step()
+    return first
+
+
+def step_phases(cfg: PretrainConfig, device: torch.device, tokenizer, data,
+                repeats: int = 15) -> dict[str, float]:
+    """Median seconds of one eager course step's forward (with the loss), backward, gradient
+    clipping and AdamW update, each timed on its own."""
+    model = build_model(cfg, tokenizer).to(device).train()
+    optimizer = make_optimizer(model, cfg)
+    batch = data.batch(torch.arange(cfg.batch_size), device)
+    phases = {"forward_s": [], "backward_s": [], "clip_s": [], "optimizer_s": []}
+
+    def timed(work):
+        sync(device)
+        start = time.perf_counter()
+        result = work()
+        sync(device)
+        return result, time.perf_counter() - start
+
+    for repeat in range(repeats + 3):                   # the first 3 warm up
+        loss, forward = timed(lambda: next_token_loss(
+            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
+            batch["labels"]))
+        optimizer.zero_grad(set_to_none=True)
+        _, backward = timed(loss.backward)
+        _, clip = timed(lambda: torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
+        _, update = timed(optimizer.step)
+        if repeat >= 3:
+            for name, seconds in zip(phases, (forward, backward, clip, update)):
+                phases[name].append(seconds)
+    return {name: round(statistics.median(times), 4) for name, times in phases.items()}
 
 
 def interleaved(steps: dict, tokens_per_step: int, rounds: int, steps_per_round: int,
                 device: torch.device) -> dict[str, list[float]]:
-    """Tokens per second of each step function, timed in turn, `rounds` times."""
-    for step in steps.values():                       # warm-up
-        for _ in range(3):
-            step()
+    """Tokens per second of each step function, timed in turn, `rounds` times (call
+    `first_step_seconds` first: it warms every step function up)."""
     rates = {name: [] for name in steps}
     for _ in range(rounds):
         for name, step in steps.items():
@@ -168,10 +235,24 @@ def main() -> None:
     tokenizer, data = corpus_blocks(cfg)
     tokens_per_s, model = training_tokens_per_second(cfg, device, tokenizer, data)
     achieved = flops_per_token(model) * tokens_per_s
+    phases = step_phases(cfg, device, tokenizer, data)
     steps, tokens_per_step = step_functions(cfg, device, tokenizer, data)
+    first = first_step_seconds(steps, device)
     rates = interleaved(steps, tokens_per_step, args.rounds, args.round_steps, device)
     ratios = {name: [c / p for c, p in zip(rates[name], rates["plain"])]
-              for name in ("course", "course_gelu_new")}
+              for name in ("course", "course_gelu_new", "course_compiled") if name in rates}
+    compiled = {"compiled_ratio_vs_plain": math.nan, "compiled_ratio_min": math.nan,
+                "compiled_ratio_max": math.nan, "compile_s": math.nan, "compiled_net_s": math.nan}
+    if "course_compiled" in rates:
+        eager_step = tokens_per_step / statistics.median(rates["course"])
+        compiled_step = tokens_per_step / statistics.median(rates["course_compiled"])
+        compile_s = first["course_compiled"] - compiled_step
+        compiled = {"compiled_ratio_vs_plain": round(statistics.median(ratios["course_compiled"]), 3),
+                    "compiled_ratio_min": round(min(ratios["course_compiled"]), 3),
+                    "compiled_ratio_max": round(max(ratios["course_compiled"]), 3),
+                    "compile_s": round(compile_s, 1),
+                    "compiled_net_s": round(PretrainConfig().max_steps * (eager_step - compiled_step)
+                                            - compile_s, 1)}
     if args.profile:
         for step in steps.values():
             profile(step)
@@ -192,6 +273,7 @@ def main() -> None:
         "gelu_new_ratio_max": round(max(ratios["course_gelu_new"]), 3),
         "full_mode_pretraining_s": round(PretrainConfig().max_steps * cfg.batch_size
                                          * cfg.block_size / tokens_per_s),
+        **compiled, **phases,
     }])
     RESULTS.mkdir(exist_ok=True)
     table.to_csv(RESULTS / "pretrain_throughput.csv", index=False)
