@@ -20,11 +20,11 @@ import argparse
 import dataclasses
 import textwrap
 
-from . import artifacts, distributed, report_card
-from .causal_lm import ModelLoadError, check_model
+import sys
+
+from . import artifacts, report_card
 from .config import SettingsError, environment, get_device, mode_name
 from .stages import BY_ARTIFACT, BY_COMMAND
-from .training import TrainingDiverged
 
 # command -> stage, from the one table of stages (rlhf_lab.stages)
 STAGES = BY_COMMAND
@@ -85,12 +85,20 @@ class _Formatter(argparse.HelpFormatter):
         return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(stage_name: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser, with the options of stage `stage_name` (None: no stage's).
+    A stage's settings class is imported with the stage's module, and with it torch and
+    transformers (seconds), so only the stage being run is loaded: `python -m rlhf_lab
+    --help` and `python -m rlhf_lab report` start in about a second."""
     parser = argparse.ArgumentParser(
         prog="python -m rlhf_lab", description=__doc__.split("\n\n")[0],
         epilog="`python -m rlhf_lab <stage> --help` lists the stage's settings.")
     stages = parser.add_subparsers(dest="stage", required=True, metavar="stage")
     for name, stage in STAGES.items():
+        if name != stage_name:
+            stages.add_parser(name, add_help=False,
+                              help=f"notebooks/{stage.notebook}: writes '{stage.artifact}'")
+            continue
         settings_class = stage.load("settings")
         sub = stages.add_parser(
             name, help=f"notebooks/{stage.notebook}: writes '{stage.artifact}'",
@@ -131,10 +139,15 @@ def main(argv: list[str] | None = None):
     """Run one stage as the command line says; return what its run_* function returns
     (the notebook's result object). Bad settings exit with status 2, a missing artifact or
     an unusable model with status 1, each with a message instead of a traceback."""
-    parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args, unknown = build_parser().parse_known_args(argv)            # which stage, and no more
     if args.stage == "report":
         return report_card.main(unknown)
+    from . import distributed
+    from .causal_lm import ModelLoadError, check_model
+    from .training import TrainingDiverged
+
+    args, unknown = build_parser(args.stage).parse_known_args(argv)
     stage, sub = STAGES[args.stage], args.stage_parser
     if unknown:
         sub.error(f"unrecognized arguments: {' '.join(unknown)}")

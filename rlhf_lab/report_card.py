@@ -333,6 +333,14 @@ def plot_card(card: pd.DataFrame | None = None, *, save: bool = True):
 
 # --- the command line ---------------------------------------------------------------------------
 
+def _shown(path: Path) -> Path:
+    """`path` relative to the working folder when it lies inside it, else as it is."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
+
+
 def main(argv: list[str] | None = None) -> pd.DataFrame | None:
     """`python -m rlhf_lab report [--quick] [--artifacts DIR]`: print the report card and
     save its figure. A missing card ends with status 1 and the notebook to run."""
@@ -355,9 +363,10 @@ def main(argv: list[str] | None = None) -> pd.DataFrame | None:
         if "matplotlib.pyplot" not in sys.modules:
             matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from .plots import figure_path
         fig = plot_card(card)
         plt.close(fig)
-        print(f"\nFigure: artifacts/{mode_name()}/figures/report_card.png")
+        print(f"\nFigure: {_shown(figure_path('report_card'))}")
     return card
 
 

@@ -112,6 +112,20 @@ def test_report_is_a_command_and_a_missing_card_names_the_notebook(tmp_path, cap
     assert "notebooks/02_sft.ipynb" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["report", "--help"], ["report", "--quick"]])
+def test_help_and_report_start_without_torch(argv, tmp_path):
+    """Only a stage that is run imports its module, and with it torch and transformers
+    (seconds): the list of stages and the report card come at once."""
+    if "report" in argv:
+        argv = [*argv, "--artifacts", str(tmp_path)]           # an empty folder: no card
+    code = ("import sys\nfrom rlhf_lab.cli import main\n"
+            f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+            "print('imported:', sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip().splitlines()[-1] == "imported: []", done.stdout + done.stderr
+    assert "usage: python -m rlhf_lab" in done.stdout or "notebooks/02_sft" in done.stderr
+
+
 def test_a_model_that_does_not_exist_is_named(tmp_path, capsys):
     with pytest.raises(SystemExit) as done:
         main(["sft", "--quick", "--artifacts", str(tmp_path), "--model", "./no/such/model"])

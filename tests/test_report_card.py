@@ -1,5 +1,6 @@
 """The report card: rows recorded, replaced, ordered, read back, printed and drawn."""
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -155,8 +156,12 @@ def test_plot_card_and_command_line(artifacts, models, tmp_path, capsys):
 
     card = report_card.main(["--quick", "--artifacts", str(tmp_path)])
     assert card["name"].tolist() == ["pretrained", "sft", "ppo"]
-    assert "Report card" in capsys.readouterr().out
-    assert (artifacts / "figures" / "report_card.png").exists()
+    out = capsys.readouterr().out
+    assert "Report card" in out
+    figure = artifacts / "figures" / "report_card.png"
+    assert figure.exists()
+    shown = out.rsplit("Figure: ", 1)[1].strip()             # the file it saved, not ./artifacts
+    assert Path(shown).resolve() == figure.resolve()
 
     with pytest.raises(SystemExit) as exit_:
         report_card.main(["--quick", "--artifacts", str(tmp_path / "nothing")])
