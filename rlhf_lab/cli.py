@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import textwrap
-
 import sys
+import textwrap
 
 from . import artifacts, report_card
 from .config import SettingsError, environment, get_device, mode_name
