@@ -76,6 +76,12 @@ def corpus_blocks(cfg: PretrainConfig):
     return tokenizer, blocks_from_stream(token_stream(tokenizer, docs), cfg.block_size)
 
 
+def batch_loss(model, batch: dict) -> torch.Tensor:
+    """The course's training loss on one batch, as `train_lm` computes it."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    return next_token_loss(logits, batch["labels"])
+
+
 def training_tokens_per_second(cfg: PretrainConfig, device: torch.device, tokenizer,
                                data) -> tuple[float, object]:
     model = build_model(cfg, tokenizer).to(device)
@@ -108,19 +114,18 @@ def step_functions(cfg: PretrainConfig, device: torch.device, tokenizer, data):
     assert count_parameters(course) == count_parameters(plain), "the two models differ in size"
     generator = torch.Generator().manual_seed(0)
 
-    def course_step(model, loss_fn=None):
+    def course_step(model, compiled: bool = False):
         optimizer = make_optimizer(model, cfg)
+
+        def loss_of(batch):
+            return batch_loss(model, batch)
+        if compiled:
+            inductor_config.force_disable_caches = True    # compile cold, as a first run does
+            loss_of = torch.compile(loss_of)
 
         def step():
             idx = torch.randint(len(data), (cfg.batch_size,), generator=generator)
-            batch = data.batch(idx, device)
-            if loss_fn is not None:
-                loss = loss_fn(batch)
-            else:
-                logits = model(input_ids=batch["input_ids"],
-                               attention_mask=batch["attention_mask"]).logits
-                loss = next_token_loss(logits, batch["labels"])
-            optimizer_step(model, optimizer, loss, cfg, 0, cfg.lr)
+            optimizer_step(model, optimizer, loss_of(data.batch(idx, device)), cfg, 0, cfg.lr)
         return step
 
     plain_optimizer = make_optimizer(plain, cfg)
@@ -134,12 +139,8 @@ def step_functions(cfg: PretrainConfig, device: torch.device, tokenizer, data):
 
     steps = {"course": course_step(course), "course_gelu_new": course_step(gelu_new),
              "plain": plain_step}
-    compiled = build_model(cfg, tokenizer).to(device).train()
-    inductor_config.force_disable_caches = True            # compile cold, as a first run does
-    steps["course_compiled"] = course_step(compiled, loss_fn=torch.compile(
-        lambda batch: next_token_loss(compiled(input_ids=batch["input_ids"],
-                                               attention_mask=batch["attention_mask"]).logits,
-                                      batch["labels"])))
+    steps["course_compiled"] = course_step(build_model(cfg, tokenizer).to(device).train(),
+                                           compiled=True)
     return steps, cfg.batch_size * cfg.block_size
 
 
@@ -181,9 +182,7 @@ def step_phases(cfg: PretrainConfig, device: torch.device, tokenizer, data,
         return result, time.perf_counter() - start
 
     for repeat in range(repeats + 3):                   # the first 3 warm up
-        loss, forward = timed(lambda: next_token_loss(
-            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
-            batch["labels"]))
+        loss, forward = timed(lambda: batch_loss(model, batch))
         optimizer.zero_grad(set_to_none=True)
         _, backward = timed(loss.backward)
         _, clip = timed(lambda: torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
